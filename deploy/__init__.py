@@ -1,0 +1,1 @@
+"""crsnn.deploy."""

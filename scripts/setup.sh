@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Create (or refresh) the project's virtual environment in .venv.
+#
+# Idempotent and fast when nothing changed: a stamp file records a hash of every input
+# (this script, requirements.txt, pyproject.toml); if it matches, nothing is installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python3.11}"
+command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+VENV=.venv
+STAMP="$VENV/.crsnn-setup-stamp"
+LAVA_SPEC="lava-nc==0.10.0"
+
+want=$(cat scripts/setup.sh requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x "$VENV/bin/python" ]; then
+    exit 0
+fi
+
+echo "[setup] creating $VENV with $("$PYTHON" --version)"
+"$PYTHON" -m venv "$VENV"
+PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
+"${PIP[@]}" install --upgrade "pip>=23" "setuptools>=64" wheel
+# torch first and alone, so that nothing later can pick another build of it.
+"${PIP[@]}" install "$(grep -E '^torch==' requirements.txt)"
+"${PIP[@]}" install -r requirements.txt
+# lava-nc declares Requires-Python <3.11 but runs on 3.11 (see crsnn/lava_compat.py for the
+# one incompatibility, handled at import time); its dependencies are pinned above.
+"${PIP[@]}" install --no-deps --ignore-requires-python "$LAVA_SPEC"
+"${PIP[@]}" install --no-deps --no-build-isolation -e .
+"$VENV/bin/python" - <<'PY'
+import torch, numpy, lava, nir
+assert torch.__version__.startswith("2.13.0"), f"torch was changed to {torch.__version__}"
+print(f"[setup] ok: torch {torch.__version__}, numpy {numpy.__version__}, nir {nir.__version__ if hasattr(nir, '__version__') else '?'}")
+PY
+echo "$want" > "$STAMP"
