@@ -81,6 +81,9 @@ def import_lava() -> ModuleType:
     try:
         import lava  # noqa: F401
         import lava.magma.compiler.var_model  # noqa: F401  (fails here if the fix did not apply)
+        # Lava's runtime calls multiprocessing.set_start_method('fork') when first imported, which
+        # fails inside a child process: load it here, in the parent, before anything forks.
+        import lava.magma.core.process.process  # noqa: F401
     except ModuleNotFoundError as exc:  # pragma: no cover - depends on the environment
         raise LavaNotInstalledError(
             "lava-nc is not installed in this environment; run `make setup` (or "

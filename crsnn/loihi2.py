@@ -1,0 +1,335 @@
+"""Loihi 2 fixed-point rules: the one source of truth for integer arithmetic in crsnn.
+
+Everything that must agree bit for bit with Lava's ``Loihi2SimCfg(select_tag='fixed_pt')``
+models (``PyLifModelBitAcc``, ``PyDenseModelBitAcc``, ``PySparseModelBitAcc``,
+``PyDelaySparseModelBitAcc``, ``PyDelayDenseModelBitAcc`` of lava-nc 0.10.0) is defined here:
+the trainer (quantization-aware training), the integer simulator (:mod:`crsnn.sim`) and the Lava
+compiler (:mod:`crsnn.deploy`) all call these functions and read these limits.
+
+Units and representation (all integers unless said otherwise)
+------------------------------------------------------------
+- Time is counted in **time steps** (one Lava ``time_step``); nothing here knows about seconds.
+- ``u`` (synaptic current) and ``v`` (membrane voltage) are 24-bit state values. Incoming
+  synaptic activation ``a`` is left-shifted by :data:`ACT_SHIFT` (6) before it is added to ``u``;
+  the threshold mantissa ``vth`` is left-shifted by :data:`VTH_SHIFT` (6); the bias is **not**
+  shifted. So one unit of ``a`` equals 64 units of ``v``, and ``bias_mant << bias_exp`` is in
+  ``v`` units directly.
+- Decays ``du``, ``dv`` are 12-bit (0..4095). Per step ``u <- trunc(u * (4096 - (du + 1)) / 4096)``
+  (note the ``+ 1``: ``du = 4095`` forgets the current entirely, ``du = 0`` still decays by
+  1/4096) and ``v <- trunc(v * (4096 - dv) / 4096)`` (``dv = 0``: no leak). ``trunc`` rounds
+  toward zero (sign-magnitude shift).
+- Synaptic weights are 8-bit with a sign mode (Lava's ``SignMode``) and a per-connection weight
+  exponent: the raw integer weight matrix is clipped and its low bits dropped exactly as Lava does
+  (:func:`effective_weights`); a mixed-sign matrix with 8 weight bits therefore keeps only even
+  values in [-256, 254] (an 8-bit signed mantissa times 2). Each step a connection sums the
+  effective weights of its active inputs (times the graded payload for graded messages), then
+  shifts **the sum** by ``weight_exp`` (left if > 0, arithmetic floor right shift if < 0).
+- Axonal/synaptic delays are integers in [:data:`DELAY_MIN`, :data:`DELAY_MAX`] = [0, 62]. A spike
+  emitted at step t reaches its target's input at step t + 1 + d (every synapse adds one step).
+
+Intermediate widths: Lava's ports and buffers are int32; the simulator reproduces its int32
+wrap-around where it can occur (:func:`wrap_int32`). Sums before the weight shift are exact as long
+as :func:`max_abs_accumulation` < 2**31, which :mod:`crsnn.models.integer` validates.
+
+The functions work on NumPy integer arrays and on PyTorch integer tensors (the trainer's integer
+evaluation); :func:`trunc_shift` also accepts floating tensors holding integer values, which is
+what quantization-aware training uses in its forward pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+import numpy as np
+
+# --------------------------------------------------------------------------------------------
+# Widths and limits
+# --------------------------------------------------------------------------------------------
+STATE_BITS = 24
+#: 2**23: ``u`` wraps once by 2**24 when it leaves (-2**23, 2**23]; ``v`` saturates at +-(2**23-1).
+STATE_HALF = 2 ** (STATE_BITS - 1)
+V_MAX = STATE_HALF - 1
+V_MIN = -(STATE_HALF - 1)
+
+DECAY_BITS = 12
+DECAY_UNITY = 2**DECAY_BITS  # 4096
+DECAY_MAX = DECAY_UNITY - 1  # du, dv in [0, 4095]
+
+ACT_SHIFT = 6  # synaptic activation a -> a << 6 before it enters u
+VTH_SHIFT = 6  # threshold mantissa vth -> vth << 6 in v units
+VTH_BITS = 17
+VTH_MAX = 2**VTH_BITS - 1  # 131071; vth << 6 = 8388544 < V_MAX (a saturated v still spikes)
+
+BIAS_MANT_BITS = 13
+BIAS_MANT_MIN = -(2 ** (BIAS_MANT_BITS - 1))  # -4096
+BIAS_MANT_MAX = 2 ** (BIAS_MANT_BITS - 1) - 1  # 4095
+BIAS_EXP_MIN, BIAS_EXP_MAX = 0, 7  # unsigned 3-bit
+
+WEIGHT_BITS = 8
+RAW_WEIGHT_MIN, RAW_WEIGHT_MAX = -256, 255  # what Lava clips a mixed-sign matrix to
+#: Weight exponent range accepted here: the signed 4-bit range of Loihi's weight exponent.
+#: (Lava itself accepts any int; this is our documented hardware assumption.)
+WEIGHT_EXP_MIN, WEIGHT_EXP_MAX = -8, 7
+
+DELAY_MIN, DELAY_MAX = 0, 62  # Lava's models raise above 63; Loihi 2 practice uses <= 62
+
+#: Graded spike payloads carried by a connection: 1..MAX_MESSAGE_BITS bits, unsigned.
+MAX_MESSAGE_BITS = 8
+
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+
+
+class SignMode(IntEnum):
+    """Weight sign mode, same values as ``lava.utils.weightutils.SignMode``."""
+
+    MIXED = 1
+    EXCITATORY = 2
+    INHIBITORY = 3
+
+
+# --------------------------------------------------------------------------------------------
+# Array helpers (NumPy or torch)
+# --------------------------------------------------------------------------------------------
+def _is_torch(x: Any) -> bool:
+    return type(x).__module__.startswith("torch")
+
+
+def _sign(x):
+    if _is_torch(x):
+        import torch
+
+        return torch.sign(x)
+    return np.sign(x)
+
+
+def _where(cond, a, b):
+    if _is_torch(cond):
+        import torch
+
+        return torch.where(cond, a, b)
+    return np.where(cond, a, b)
+
+
+def _clip(x, lo, hi):
+    if _is_torch(x):
+        return x.clamp(lo, hi)
+    return np.clip(x, lo, hi)
+
+
+def trunc_shift(y, bits: int):
+    """``sign(y) * (|y| >> bits)``: division by ``2**bits`` rounding toward zero.
+
+    ``y``: integer array/tensor, or a floating tensor holding integers (exact below 2**53).
+    """
+    if _is_torch(y) and y.is_floating_point():
+        import torch
+
+        return torch.trunc(y / (2**bits))
+    if not _is_torch(y) and np.issubdtype(np.asarray(y).dtype, np.floating):
+        return np.trunc(np.asarray(y) / (2**bits))
+    return _sign(y) * (abs(y) >> bits)
+
+
+def floor_shift(x, exp: int):
+    """Lava's weight-exponent shift of an accumulated sum: ``x << exp`` for ``exp > 0``, else the
+    arithmetic (floor) right shift ``x >> -exp``. Works on integer arrays/tensors and on floating
+    tensors holding integers."""
+    if exp >= 0:
+        return x * (2**exp)
+    if (_is_torch(x) and x.is_floating_point()) or (
+        not _is_torch(x) and np.issubdtype(np.asarray(x).dtype, np.floating)
+    ):
+        return (x / (2 ** (-exp))).floor() if _is_torch(x) else np.floor(x / (2 ** (-exp)))
+    return x >> (-exp)
+
+
+def wrap_int32(x):
+    """Two's-complement wrap of an int64 array/tensor into the int32 range (what NumPy does when
+    Lava stores an int64 result in an int32 port or buffer)."""
+    return ((x + 2**31) & (2**32 - 1)) - 2**31
+
+
+# --------------------------------------------------------------------------------------------
+# Neuron: CUBA LIF, exactly PyLifModelBitAcc
+# --------------------------------------------------------------------------------------------
+def decay_current(u, du: int):
+    """One step of current decay: ``trunc(u * (4096 - (du + 1)) / 4096)`` (``du`` 0..4095)."""
+    return trunc_shift(u * (DECAY_UNITY - (du + 1)), DECAY_BITS)
+
+
+def decay_voltage(v, dv: int):
+    """One step of voltage decay: ``trunc(v * (4096 - dv) / 4096)`` (``dv`` 0..4095)."""
+    return trunc_shift(v * (DECAY_UNITY - dv), DECAY_BITS)
+
+
+def wrap_current(u):
+    """Lava's 24-bit handling of the current: ONE add/subtract of 2**24, not a modulo.
+    ``u > 2**23 -> u - 2**24``; ``u <= -2**23 -> u + 2**24``; else unchanged."""
+    u = _where(u > STATE_HALF, u - 2 * STATE_HALF, u)
+    return _where(u <= -STATE_HALF, u + 2 * STATE_HALF, u)
+
+
+def scaled_bias(bias_mant, bias_exp):
+    """Effective bias in ``v`` units: ``bias_mant << bias_exp`` (``bias_exp`` 0..7)."""
+    return bias_mant * (2**bias_exp)
+
+
+def scaled_threshold(vth: int) -> int:
+    """Threshold in ``v`` units: ``vth << 6``."""
+    return int(vth) << VTH_SHIFT
+
+
+def lif_step(u, v, a, du: int, dv: int, vth: int, bias):
+    """One time step of Lava's bit-accurate CUBA LIF (``PyLifModelBitAcc``), vectorised.
+
+    Parameters
+    ----------
+    u, v : int64 arrays/tensors of any shape (e.g. ``(batch, neurons)``): state before the step.
+    a    : int64, same shape: the sum of every incoming connection's output this step (already
+           shifted by its weight exponent), before the ``<< 6`` alignment.
+    du, dv : decays, 0..4095. vth : threshold mantissa (0..131071). bias : effective bias
+           (:func:`scaled_bias`), broadcastable to ``u``.
+
+    Returns ``(u, v, s)``: new current, new voltage (0 where it spiked), boolean spikes.
+    Order, exactly as Lava: u decays, ``a << 6`` is added (int32 arithmetic), u wraps once at 24
+    bits; v decays, adds the new u and the bias (int32), saturates at +-(2**23 - 1); spike where
+    ``v > vth << 6`` (strict); spiking neurons reset v to 0 (u is not reset).
+    """
+    u = wrap_current(wrap_int32(decay_current(u, du) + a * (2**ACT_SHIFT)))
+    v = _clip(wrap_int32(decay_voltage(v, dv) + u + bias), V_MIN, V_MAX)
+    s = v > scaled_threshold(vth)
+    v = _where(s, 0 * v, v)
+    return u, v, s
+
+
+# --------------------------------------------------------------------------------------------
+# Synapses
+# --------------------------------------------------------------------------------------------
+def infer_sign_mode(weights) -> SignMode:
+    """Lava's ``determine_sign_mode`` on a full (dense) weight matrix: all >= 0 -> EXCITATORY,
+    all <= 0 -> INHIBITORY, else MIXED. (An all-zero matrix is EXCITATORY.)"""
+    w = np.asarray(weights)
+    if w.size == 0 or w.min() >= 0:
+        return SignMode.EXCITATORY
+    if w.max() <= 0:
+        return SignMode.INHIBITORY
+    return SignMode.MIXED
+
+
+def effective_weights(weights, sign_mode: SignMode, num_weight_bits: int = WEIGHT_BITS) -> np.ndarray:
+    """The integer weights a Lava fixed-point synapse actually uses (int64 array, same shape).
+
+    Lava casts to int32 (floats truncate toward zero), clips to the sign mode's 8-bit range
+    (mixed [-256, 255], excitatory [0, 255], inhibitory [-255, 0]) and drops
+    ``8 - num_weight_bits (+1 if mixed)`` low bits with a floor shift (on the magnitude for
+    inhibitory). ``weights``: integer array; ``num_weight_bits``: 1..8.
+    """
+    w = np.asarray(weights).astype(np.int32).astype(np.int64)
+    mode = SignMode(sign_mode)
+    if mode == SignMode.INHIBITORY:
+        w = -w
+    mixed = int(mode == SignMode.MIXED)
+    w = np.clip(w, -(2**WEIGHT_BITS) * mixed, 2**WEIGHT_BITS - 1)
+    drop = WEIGHT_BITS - int(num_weight_bits) + mixed
+    w = (w >> drop) << drop
+    return -w if mode == SignMode.INHIBITORY else w
+
+
+def weight_step(sign_mode: SignMode, num_weight_bits: int = WEIGHT_BITS) -> int:
+    """Spacing between representable effective weights (2 for 8-bit mixed, 1 for 8-bit single
+    sign)."""
+    return 2 ** (WEIGHT_BITS - int(num_weight_bits) + int(SignMode(sign_mode) == SignMode.MIXED))
+
+
+def weight_range(sign_mode: SignMode, num_weight_bits: int = WEIGHT_BITS) -> tuple[int, int]:
+    """(min, max) representable effective weight for a sign mode and bit width."""
+    step = weight_step(sign_mode, num_weight_bits)
+    mode = SignMode(sign_mode)
+    top = (2**WEIGHT_BITS - 1) // step * step
+    if mode == SignMode.MIXED:
+        return -(2**WEIGHT_BITS), top
+    if mode == SignMode.EXCITATORY:
+        return 0, top
+    return -top, 0
+
+
+def max_abs_accumulation(effective: np.ndarray, max_payload: int = 1) -> int:
+    """Upper bound of ``|sum_j w_ij * x_j|`` for inputs ``0 <= x_j <= max_payload`` (the largest
+    pre-shift sum of one connection, over output neurons ``i``). ``effective``: (n_out, n_in)."""
+    e = np.asarray(effective, dtype=np.int64)
+    if e.size == 0:
+        return 0
+    pos = np.where(e > 0, e, 0).sum(axis=1).max()
+    neg = np.where(e < 0, -e, 0).sum(axis=1).max()
+    return int(max(pos, neg)) * int(max_payload)
+
+
+def axonal_delay_latency(delay: int) -> int:
+    """Steps between a spike at step t and its arrival at the target's input: ``1 + delay``."""
+    return 1 + int(delay)
+
+
+# --------------------------------------------------------------------------------------------
+# Float <-> integer conversions (the trainer's and the exporter's mapping)
+# --------------------------------------------------------------------------------------------
+def dv_from_leak(beta: float) -> int:
+    """Voltage decay ``dv`` for a float leak factor ``beta`` (``v[t] = beta * v[t-1] + ...``,
+    0 <= beta <= 1): ``round(4096 * (1 - beta))`` clipped to 0..4095."""
+    return int(np.clip(round(DECAY_UNITY * (1.0 - float(beta))), 0, DECAY_MAX))
+
+
+def leak_from_dv(dv: int) -> float:
+    """The float leak factor the integer ``dv`` implements: ``(4096 - dv) / 4096``."""
+    return (DECAY_UNITY - int(dv)) / DECAY_UNITY
+
+
+def du_from_leak(alpha: float) -> int:
+    """Current decay ``du`` for a float current leak ``alpha``: Lava multiplies by
+    ``4096 - (du + 1)``, so ``du = round(4096 * (1 - alpha)) - 1`` clipped to 0..4095;
+    ``alpha = 0`` (no current memory, ``u = a << 6``) gives 4095."""
+    return int(np.clip(round(DECAY_UNITY * (1.0 - float(alpha))) - 1, 0, DECAY_MAX))
+
+
+def leak_from_du(du: int) -> float:
+    """The float current leak the integer ``du`` implements: ``(4096 - (du + 1)) / 4096``."""
+    return (DECAY_UNITY - (int(du) + 1)) / DECAY_UNITY
+
+
+def dv_from_tau(tau_steps: float) -> int:
+    """``dv`` for a membrane time constant in **time steps** (forward Euler: beta = 1 - 1/tau;
+    tau <= 1 gives the strongest leak)."""
+    return dv_from_leak(max(0.0, 1.0 - 1.0 / float(tau_steps)))
+
+
+@dataclass(frozen=True)
+class WeightQuant:
+    """How float weights map onto Loihi integers for one connection.
+
+    ``w_float = effective_int * 2**weight_exp * 64 / threshold_v`` where ``threshold_v`` is the
+    target neuron's threshold in ``v`` units (``vth << 6``): a float weight of 1.0 moves the
+    target's voltage by one threshold. ``step`` is the effective-weight spacing
+    (:func:`weight_step`).
+    """
+
+    weight_exp: int
+    sign_mode: SignMode = SignMode.MIXED
+    num_weight_bits: int = WEIGHT_BITS
+
+    def float_per_unit(self, vth: int) -> float:
+        """The float weight one effective integer unit stands for (target threshold ``vth``)."""
+        return (2.0**self.weight_exp) * (2**ACT_SHIFT) / float(scaled_threshold(vth))
+
+
+def choose_weight_exp(max_abs_float: float, vth: int, sign_mode: SignMode = SignMode.MIXED) -> int:
+    """The smallest weight exponent whose integer range covers ``max_abs_float`` (float weights in
+    units of the target threshold, see :class:`WeightQuant`), clipped to the allowed range."""
+    lo, hi = weight_range(sign_mode)
+    top = max(abs(lo), hi)
+    if max_abs_float <= 0:
+        return WEIGHT_EXP_MIN
+    # need top * 2**e * 64 / (vth << 6) >= max_abs_float
+    unit0 = (2**ACT_SHIFT) / float(scaled_threshold(vth))
+    e = int(np.ceil(np.log2(max_abs_float / (top * unit0))))
+    return int(np.clip(e, WEIGHT_EXP_MIN, WEIGHT_EXP_MAX))

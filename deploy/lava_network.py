@@ -1,0 +1,160 @@
+"""Build an :class:`~crsnn.models.integer.IntegerNetwork` from lava-nc processes and run it on
+Lava's fixed-point CPU simulator (``Loihi2SimCfg(select_tag='fixed_pt')``).
+
+Process graph (per hidden layer ``l``; B samples run side by side, see below)::
+
+    RingBuffer(source, graded or binary) -> Dense/Sparse -> LIF_1 -> Dense/Sparse -> LIF_2 ...
+                                                          LIF_l.s_out -> DelaySparse -> LIF_l.a_in
+                                                          LIF_l.s_out -> sink RingBuffer (recorded)
+    LIF_L -> Dense/Sparse -> LIF_readout ; Monitor(LIF_readout.v)
+
+- Feedforward connections are ``Dense`` (one sample) or ``Sparse`` with a block-diagonal matrix
+  (B samples side by side: B independent copies of the network inside the same processes, which
+  amortises Lava's per-step, per-process overhead; copies share no synapse, so no spike changes).
+- A recurrence is a ``DelaySparse`` whose weights are the banded conv matrix (or the dense DelRec
+  matrix) and whose per-synapse delay is the presynaptic neuron's axonal delay.
+- Weight exponent, number of weight bits and (when given) the sign mode go to the processes as
+  their ``weight_exp``/``num_weight_bits``/``sign_mode`` parameters; Lava quantizes the raw weights
+  itself, which is what the simulator's :func:`crsnn.loihi2.effective_weights` reproduces.
+
+Every parameter is validated before any process is built; the run happens in a watchdog child
+process (:mod:`crsnn.deploy.watchdog`), so a network Lava would hang on fails fast.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from crsnn.lava_compat import import_lava
+from crsnn.models.integer import Connection, IntegerNetwork, Layer
+from crsnn.deploy.watchdog import run_with_timeout
+
+
+@dataclass
+class LavaResult:
+    """Lava run output, same layout as :class:`crsnn.sim.integer_sim.SimResult`.
+
+    hidden_spikes: list of bool (batch, steps, n_l); readout_v: int64 (batch, steps, n_out).
+    timings: seconds spent building, compiling+running, and reading out.
+    """
+
+    hidden_spikes: list[np.ndarray]
+    readout_v: np.ndarray
+    timings: dict[str, float]
+
+
+def _block_diag(m: np.ndarray, copies: int) -> sp.csr_matrix:
+    return sp.block_diag([sp.csr_matrix(m)] * copies, format="csr") if copies > 1 else sp.csr_matrix(m)
+
+
+def _lava_sign_mode(conn):
+    from lava.utils.weightutils import SignMode
+
+    return {} if conn.sign_mode is None else {"sign_mode": SignMode(int(conn.sign_mode))}
+
+
+def _ff_process(conn: Connection, copies: int, num_message_bits: int):
+    """Dense (one copy) or block-diagonal Sparse (several copies) feedforward connection."""
+    from lava.proc.dense.process import Dense
+    from lava.proc.sparse.process import Sparse
+
+    kw = dict(weight_exp=conn.weight_exp, num_weight_bits=conn.num_weight_bits,
+              num_message_bits=num_message_bits, **_lava_sign_mode(conn))
+    if copies == 1:
+        return Dense(weights=conn.weights.astype(np.int32), **kw)
+    w = _block_diag(conn.weights.astype(np.int32), copies)
+    return Sparse(weights=w, **kw)
+
+
+def _rec_process(layer: Layer, copies: int):
+    """DelaySparse recurrence: weights[i, j] with delay delays[j] on every synapse from j."""
+    from lava.proc.sparse.process import DelaySparse
+
+    rec = layer.rec
+    assert rec is not None
+    w = sp.csr_matrix(rec.matrix().astype(np.int32))
+    w.eliminate_zeros()
+    w.sort_indices()
+    d = w.copy().astype(np.int64)
+    d.data = rec.delays[w.indices].astype(np.int64)  # delay of the presynaptic neuron (column)
+    w_b, d_b = _block_diag(w.toarray(), copies), _block_diag(d.toarray(), copies).astype(np.int64)
+    # Structure of the delay matrix must follow the weights; zeros in d stay implicit (delay 0).
+    max_delay = int(rec.delays.max()) if rec.delays.size else 0
+    return DelaySparse(weights=w_b, delays=d_b, max_delay=max_delay, weight_exp=rec.weight_exp,
+                       num_weight_bits=rec.num_weight_bits, **_lava_sign_mode(rec))
+
+
+def _lif_process(layer: Layer, copies: int, name: str):
+    from lava.proc.lif.process import LIF
+
+    nrn = layer.neuron
+    return LIF(shape=(nrn.n * copies,), du=int(nrn.du), dv=int(nrn.dv), vth=int(nrn.vth),
+               bias_mant=np.tile(nrn.bias_mant, copies).astype(np.int32),
+               bias_exp=np.tile(nrn.bias_exp, copies).astype(np.int32), name=name)
+
+
+def _run_in_lava(net: IntegerNetwork, x: np.ndarray) -> LavaResult:
+    """Build and run (in this process). ``x``: validated (batch, steps, n_in) int64."""
+    import_lava()
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+    from lava.proc.io.sink import RingBuffer as SpikeSink
+    from lava.proc.io.source import RingBuffer as SpikeSource
+    from lava.proc.monitor.process import Monitor
+
+    t0 = time.perf_counter()
+    batch, steps, n_in = x.shape
+    # source data: (batch * n_in, steps), copy b occupies rows b*n_in .. (b+1)*n_in - 1
+    src = SpikeSource(data=np.ascontiguousarray(x.transpose(0, 2, 1).reshape(batch * n_in, steps)).astype(np.int32))
+    prev_out, msg_bits = src.s_out, net.input_message_bits
+    sinks, lifs = [], []
+    for li, layer in enumerate(net.hidden):
+        ff = _ff_process(layer.ff, batch, msg_bits)
+        lif = _lif_process(layer, batch, name=f"hidden{li}")
+        prev_out.connect(ff.s_in)
+        ff.a_out.connect(lif.a_in)
+        if layer.rec is not None:
+            rec = _rec_process(layer, batch)
+            lif.s_out.connect(rec.s_in)
+            rec.a_out.connect(lif.a_in)
+        sink = SpikeSink(shape=(layer.n * batch,), buffer=steps)
+        lif.s_out.connect(sink.a_in)
+        sinks.append(sink)
+        lifs.append(lif)
+        prev_out, msg_bits = lif.s_out, 0
+    ro = net.readout
+    ff = _ff_process(ro.ff, batch, msg_bits)
+    ro_lif = _lif_process(ro, batch, name="readout")
+    prev_out.connect(ff.s_in)
+    ff.a_out.connect(ro_lif.a_in)
+    mon = Monitor()
+    mon.probe(ro_lif.v, steps)
+    t1 = time.perf_counter()
+    try:
+        ro_lif.run(condition=RunSteps(num_steps=steps), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
+        t2 = time.perf_counter()
+        v = np.asarray(mon.get_data()[ro_lif.name]["v"]).astype(np.int64)  # (steps, batch * n_out)
+        hidden = [np.asarray(s.data.get()).astype(bool) for s in sinks]  # (batch * n, steps)
+    finally:
+        ro_lif.stop()
+    t3 = time.perf_counter()
+    readout_v = v.reshape(steps, batch, ro.n).transpose(1, 0, 2)
+    hidden_spikes = [h.reshape(batch, layer.n, steps).transpose(0, 2, 1) for h, layer in zip(hidden, net.hidden)]
+    return LavaResult(hidden_spikes=hidden_spikes, readout_v=readout_v,
+                      timings={"build_s": t1 - t0, "run_s": t2 - t1, "readout_s": t3 - t2})
+
+
+def run_lava(net: IntegerNetwork, x: np.ndarray, timeout_s: float = 600.0) -> LavaResult:
+    """Validate, then run ``net`` on Lava's fixed-point CPU simulator for ``x.shape[1]`` steps.
+
+    ``x``: (batch, steps, n_in) integers; the batch runs as side-by-side copies in one Lava run.
+    The job runs in a watchdog child process and is killed after ``timeout_s`` seconds.
+    """
+    net.validate()
+    x = net.validate_input(x)
+    import_lava()  # in this process, before the watchdog forks (see crsnn.lava_compat)
+    return run_with_timeout(_run_in_lava, net, x, timeout_s=timeout_s, what="Lava fixed-point run")

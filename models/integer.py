@@ -1,0 +1,291 @@
+"""The integer network description: what the simulator runs, Lava builds, and export writes.
+
+A network is ``input -> hidden layer 1 -> ... -> hidden layer L -> readout``:
+
+- the input is a vector of ``n_in`` channels per time step, either binary spikes
+  (``input_message_bits = 0``) or graded payloads ``0 .. 2**input_message_bits - 1``;
+- every layer is a feedforward :class:`Connection` (dense integer weights, weight exponent) into a
+  population of Loihi CUBA LIF neurons (:class:`LIFParams`);
+- a hidden layer may have a :class:`Recurrence`: each neuron's spike is delayed by its own integer
+  axonal delay ``d_j`` (time steps) and then reaches the layer's own neurons through either a 1-D
+  convolution over the neuron axis (one shared kernel, "same" padding: CRSNN) or a dense N x N
+  matrix (DelRec);
+- the readout is a layer without recurrence whose voltage ``v`` is recorded (a "non-spiking" LIF:
+  its threshold is normally the largest one).
+
+All values are the integers Lava is given (see :mod:`crsnn.loihi2` for their meaning).
+:meth:`IntegerNetwork.validate` checks every value against Loihi 2 / Lava limits and raises
+:class:`NetworkValidationError` naming the layer, the parameter and what to do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from crsnn import loihi2 as L2
+
+
+class NetworkValidationError(ValueError):
+    """A parameter of an :class:`IntegerNetwork` does not fit Loihi 2 / Lava."""
+
+
+def _int_array(x: Any, name: str) -> np.ndarray:
+    a = np.asarray(x)
+    if a.dtype.kind not in "iu" and not (a.dtype.kind == "f" and np.all(np.mod(a, 1) == 0)):
+        raise NetworkValidationError(f"{name}: expected integers, got dtype {a.dtype}")
+    return a.astype(np.int64)
+
+
+@dataclass
+class Connection:
+    """A dense synaptic connection.
+
+    weights: (n_out, n_in) integers as handed to Lava (raw: Lava clips and truncates them, see
+        :func:`crsnn.loihi2.effective_weights`).
+    weight_exp: the sum of effective weights is shifted by this many bits (signed).
+    num_weight_bits: 1..8. sign_mode: None = inferred from the matrix, exactly like Lava.
+    """
+
+    weights: np.ndarray
+    weight_exp: int = 0
+    num_weight_bits: int = L2.WEIGHT_BITS
+    sign_mode: L2.SignMode | None = None
+
+    def __post_init__(self) -> None:
+        self.weights = _int_array(self.weights, "weights")
+        self.weight_exp = int(self.weight_exp)
+        self.num_weight_bits = int(self.num_weight_bits)
+        if self.sign_mode is not None:
+            self.sign_mode = L2.SignMode(self.sign_mode)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.weights.shape)  # type: ignore[return-value]
+
+    def resolved_sign_mode(self) -> L2.SignMode:
+        return self.sign_mode if self.sign_mode is not None else L2.infer_sign_mode(self.weights)
+
+    def effective(self) -> np.ndarray:
+        """(n_out, n_in) int64: the weights Lava's fixed-point model uses."""
+        return L2.effective_weights(self.weights, self.resolved_sign_mode(), self.num_weight_bits)
+
+
+def conv_matrix(kernel: np.ndarray, n: int) -> np.ndarray:
+    """The (n, n) matrix of a 1-D "same" convolution over the neuron axis with one shared kernel
+    (PyTorch ``conv1d`` convention, a cross-correlation): neuron ``i`` receives
+    ``sum_m K[m] * x[i + m - (k - 1) // 2]`` (zero outside 0..n-1; for even k the extra tap is on
+    the right, as ``padding='same'``)."""
+    k = len(kernel)
+    c = (k - 1) // 2
+    w = np.zeros((n, n), dtype=np.int64)
+    rows = np.arange(n)
+    for m in range(k):
+        cols = rows + m - c
+        ok = (cols >= 0) & (cols < n)
+        w[rows[ok], cols[ok]] = kernel[m]
+    return w
+
+
+@dataclass
+class Recurrence:
+    """The recurrent path of a hidden layer: per-neuron axonal delay, then conv or dense weights.
+
+    delays: (n,) integers 0..62, one per presynaptic neuron; a spike of neuron j at step t reaches
+        the layer's input at step t + 1 + delays[j].
+    kernel: (k,) integers for a convolutional recurrence (CRSNN), or None.
+    weights: (n, n) integers for a dense recurrence (DelRec), or None. Exactly one of the two.
+    weight_exp, num_weight_bits, sign_mode: as in :class:`Connection` (the sign mode is inferred
+        from the full n x n matrix when None).
+    """
+
+    delays: np.ndarray
+    kernel: np.ndarray | None = None
+    weights: np.ndarray | None = None
+    weight_exp: int = 0
+    num_weight_bits: int = L2.WEIGHT_BITS
+    sign_mode: L2.SignMode | None = None
+
+    def __post_init__(self) -> None:
+        self.delays = _int_array(self.delays, "recurrent delays").reshape(-1)
+        if (self.kernel is None) == (self.weights is None):
+            raise NetworkValidationError("Recurrence: give exactly one of `kernel` (conv) or `weights` (dense)")
+        if self.kernel is not None:
+            self.kernel = _int_array(self.kernel, "recurrent kernel").reshape(-1)
+        if self.weights is not None:
+            self.weights = _int_array(self.weights, "recurrent weights")
+        self.weight_exp = int(self.weight_exp)
+        self.num_weight_bits = int(self.num_weight_bits)
+        if self.sign_mode is not None:
+            self.sign_mode = L2.SignMode(self.sign_mode)
+
+    @property
+    def n(self) -> int:
+        return int(self.delays.shape[0])
+
+    @property
+    def is_conv(self) -> bool:
+        return self.kernel is not None
+
+    def matrix(self) -> np.ndarray:
+        """(n, n) raw integer weight matrix (the banded conv matrix for a conv recurrence)."""
+        return conv_matrix(self.kernel, self.n) if self.is_conv else self.weights
+
+    def resolved_sign_mode(self) -> L2.SignMode:
+        return self.sign_mode if self.sign_mode is not None else L2.infer_sign_mode(self.matrix())
+
+    def effective_kernel(self) -> np.ndarray:
+        """(k,) int64 effective kernel (conv recurrence only)."""
+        return L2.effective_weights(self.kernel, self.resolved_sign_mode(), self.num_weight_bits)
+
+    def effective(self) -> np.ndarray:
+        """(n, n) int64 effective weight matrix."""
+        return L2.effective_weights(self.matrix(), self.resolved_sign_mode(), self.num_weight_bits)
+
+
+@dataclass
+class LIFParams:
+    """Integer CUBA LIF parameters of one population (Lava ``LIF`` with fixed-point model).
+
+    du, dv: current / voltage decay 0..4095 (shared). vth: threshold mantissa 0..131071 (shared).
+    bias_mant: (n,) 13-bit signed mantissas; bias_exp: 0..7 (shared, or (n,)).
+    """
+
+    n: int
+    du: int = L2.DECAY_MAX
+    dv: int = 0
+    vth: int = 1
+    bias_mant: np.ndarray | int = 0
+    bias_exp: np.ndarray | int = 0
+
+    def __post_init__(self) -> None:
+        self.n, self.du, self.dv, self.vth = int(self.n), int(self.du), int(self.dv), int(self.vth)
+        self.bias_mant = np.broadcast_to(_int_array(self.bias_mant, "bias_mant"), (self.n,)).copy()
+        self.bias_exp = np.broadcast_to(_int_array(self.bias_exp, "bias_exp"), (self.n,)).copy()
+
+    def bias(self) -> np.ndarray:
+        """(n,) int64 effective bias in v units."""
+        return L2.scaled_bias(self.bias_mant, self.bias_exp)
+
+
+@dataclass
+class Layer:
+    """A population fed by ``ff`` (and, for hidden layers, optionally by ``rec``)."""
+
+    ff: Connection
+    neuron: LIFParams
+    rec: Recurrence | None = None
+
+    @property
+    def n(self) -> int:
+        return self.neuron.n
+
+
+@dataclass
+class IntegerNetwork:
+    """input (n_in channels) -> hidden layers -> readout. See the module docstring."""
+
+    n_in: int
+    hidden: list[Layer]
+    readout: Layer
+    input_message_bits: int = 0
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def layers(self) -> list[Layer]:
+        """Hidden layers then the readout."""
+        return [*self.hidden, self.readout]
+
+    @property
+    def n_out(self) -> int:
+        return self.readout.n
+
+    def max_input(self) -> int:
+        """Largest input value per channel and step (1 for binary spikes)."""
+        return 1 if self.input_message_bits == 0 else 2**self.input_message_bits - 1
+
+    # ----------------------------------------------------------------------------------------
+    def validate(self) -> "IntegerNetwork":
+        """Check every parameter against the Loihi 2 / Lava limits in :mod:`crsnn.loihi2`.
+
+        Raises :class:`NetworkValidationError` with all problems found, each naming the layer,
+        the parameter, the offending value and the allowed range. Returns ``self``.
+        """
+        errors: list[str] = []
+
+        def bad(where: str, what: str, got: Any, allowed: str, fix: str = "") -> None:
+            errors.append(f"{where}: {what} = {got} outside {allowed}" + (f" ({fix})" if fix else ""))
+
+        if self.n_in < 1:
+            bad("input", "n_in", self.n_in, "[1, inf)")
+        if not 0 <= self.input_message_bits <= L2.MAX_MESSAGE_BITS:
+            bad("input", "input_message_bits", self.input_message_bits, f"[0, {L2.MAX_MESSAGE_BITS}]")
+        n_prev = self.n_in
+        max_payload = self.max_input()
+        for li, layer in enumerate(self.layers):
+            where = f"layer {li}" if li < len(self.hidden) else "readout"
+            nrn = layer.neuron
+            if layer.ff.shape != (nrn.n, n_prev):
+                errors.append(f"{where}: feedforward weights have shape {layer.ff.shape}, expected ({nrn.n}, {n_prev})")
+            for conn_name, conn, payload in (("feedforward", layer.ff, max_payload), ("recurrent", layer.rec, 1)):
+                if conn is None:
+                    continue
+                if not 1 <= conn.num_weight_bits <= L2.WEIGHT_BITS:
+                    bad(where, f"{conn_name} num_weight_bits", conn.num_weight_bits, f"[1, {L2.WEIGHT_BITS}]")
+                    continue
+                if not L2.WEIGHT_EXP_MIN <= conn.weight_exp <= L2.WEIGHT_EXP_MAX:
+                    bad(where, f"{conn_name} weight_exp", conn.weight_exp,
+                        f"[{L2.WEIGHT_EXP_MIN}, {L2.WEIGHT_EXP_MAX}]", "rescale the weights or the threshold")
+                raw = conn.kernel if isinstance(conn, Recurrence) and conn.is_conv else conn.weights
+                if raw.size and (raw.min() < L2.RAW_WEIGHT_MIN or raw.max() > L2.RAW_WEIGHT_MAX):
+                    bad(where, f"{conn_name} weights", f"[{raw.min()}, {raw.max()}]",
+                        f"[{L2.RAW_WEIGHT_MIN}, {L2.RAW_WEIGHT_MAX}]",
+                        "Lava would clip them silently; requantize with a larger weight_exp")
+                if isinstance(conn, Recurrence) and (
+                    conn.n != nrn.n or (not conn.is_conv and conn.weights.shape != (nrn.n, nrn.n))
+                ):
+                    errors.append(f"{where}: recurrence is sized for {conn.n} neurons, layer has {nrn.n}")
+                    continue
+                acc = L2.max_abs_accumulation(conn.effective(), payload) if raw.size else 0
+                if acc >= 2**31:
+                    bad(where, f"{conn_name} worst-case accumulation", acc, "[0, 2**31)",
+                        "fewer inputs, smaller weights or fewer message bits")
+            if layer.rec is not None:
+                if li == len(self.hidden):
+                    errors.append("readout: a readout layer cannot have a recurrence")
+                d = layer.rec.delays
+                if d.size and (d.min() < L2.DELAY_MIN or d.max() > L2.DELAY_MAX):
+                    j = int(np.argmax((d < L2.DELAY_MIN) | (d > L2.DELAY_MAX)))
+                    bad(where, f"recurrent delay of neuron {j}", int(d[j]), f"[{L2.DELAY_MIN}, {L2.DELAY_MAX}] steps",
+                        "clamp delays during training (Loihi 2 axonal delay range)")
+                if layer.rec.is_conv and not 1 <= layer.rec.kernel.size <= nrn.n:
+                    bad(where, "conv kernel size", layer.rec.kernel.size, f"[1, {nrn.n}]")
+            for pname, val, lo, hi in (("du", nrn.du, 0, L2.DECAY_MAX), ("dv", nrn.dv, 0, L2.DECAY_MAX),
+                                       ("vth", nrn.vth, 0, L2.VTH_MAX)):
+                if not lo <= val <= hi:
+                    bad(where, pname, val, f"[{lo}, {hi}]")
+            bm, be = nrn.bias_mant, nrn.bias_exp
+            if bm.size and (bm.min() < L2.BIAS_MANT_MIN or bm.max() > L2.BIAS_MANT_MAX):
+                bad(where, "bias_mant", f"[{bm.min()}, {bm.max()}]", f"[{L2.BIAS_MANT_MIN}, {L2.BIAS_MANT_MAX}]",
+                    "use a larger bias_exp")
+            if be.size and (be.min() < L2.BIAS_EXP_MIN or be.max() > L2.BIAS_EXP_MAX):
+                bad(where, "bias_exp", f"[{be.min()}, {be.max()}]", f"[{L2.BIAS_EXP_MIN}, {L2.BIAS_EXP_MAX}]")
+            n_prev = nrn.n
+        if errors:
+            raise NetworkValidationError("invalid integer network:\n  - " + "\n  - ".join(errors))
+        return self
+
+    def validate_input(self, x: np.ndarray) -> np.ndarray:
+        """Check an input batch: (batch, steps, n_in) integers within the message range.
+        Returns it as int64."""
+        x = np.asarray(x)
+        if x.ndim != 3 or x.shape[2] != self.n_in:
+            raise NetworkValidationError(f"input: expected shape (batch, steps, {self.n_in}), got {x.shape}")
+        x = _int_array(x, "input")
+        if x.size and (x.min() < 0 or x.max() > self.max_input()):
+            raise NetworkValidationError(
+                f"input: values in [{x.min()}, {x.max()}] outside [0, {self.max_input()}] for "
+                f"input_message_bits = {self.input_message_bits} (clip or re-bin the input, or use more message bits)")
+        return x
