@@ -70,6 +70,31 @@ def install() -> None:
     sys.meta_path.insert(0, _VarModelFinder())
 
 
+def _import_lava_runtime() -> None:
+    """Import Lava's runtime, which calls ``multiprocessing.set_start_method('fork')`` at import
+    time and so fails ("context has already been set") if anything fixed the start method first
+    (a tqdm progress bar does, through its multiprocessing lock; so does being in a forked child).
+    When the method in force already is 'fork', that call is made a no-op for the import."""
+    import multiprocessing as mp
+
+    if "lava.magma.runtime.message_infrastructure.multiprocessing" in sys.modules:
+        return
+    current = mp.get_start_method(allow_none=True)
+    if current is None:
+        import lava.magma.core.process.process  # noqa: F401
+        return
+    if current != "fork":
+        raise RuntimeError(
+            f"Lava needs the 'fork' multiprocessing start method, but '{current}' is already set in "
+            "this process; import crsnn.lava_compat.import_lava() before setting another method")
+    original = mp.set_start_method
+    mp.set_start_method = lambda method, force=False: None if method == "fork" else original(method, force)
+    try:
+        import lava.magma.core.process.process  # noqa: F401
+    finally:
+        mp.set_start_method = original
+
+
 class LavaNotInstalledError(ImportError):
     """lava-nc is missing from the environment."""
 
@@ -81,9 +106,7 @@ def import_lava() -> ModuleType:
     try:
         import lava  # noqa: F401
         import lava.magma.compiler.var_model  # noqa: F401  (fails here if the fix did not apply)
-        # Lava's runtime calls multiprocessing.set_start_method('fork') when first imported, which
-        # fails inside a child process: load it here, in the parent, before anything forks.
-        import lava.magma.core.process.process  # noqa: F401
+        _import_lava_runtime()
     except ModuleNotFoundError as exc:  # pragma: no cover - depends on the environment
         raise LavaNotInstalledError(
             "lava-nc is not installed in this environment; run `make setup` (or "

@@ -24,6 +24,7 @@ process (:mod:`crsnn.deploy.watchdog`), so a network Lava would hang on fails fa
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -106,6 +107,9 @@ def _run_in_lava(net: IntegerNetwork, x: np.ndarray) -> LavaResult:
     from lava.proc.io.source import RingBuffer as SpikeSource
     from lava.proc.monitor.process import Monitor
 
+    # DelaySparse rebuilds its delay-split matrix with CSR item assignment every step; scipy's
+    # efficiency warning about that is Lava's, not actionable for users.
+    warnings.filterwarnings("ignore", category=sp.SparseEfficiencyWarning)
     t0 = time.perf_counter()
     batch, steps, n_in = x.shape
     # source data: (batch * n_in, steps), copy b occupies rows b*n_in .. (b+1)*n_in - 1

@@ -1,0 +1,141 @@
+"""Random integer networks that cover the Loihi 2 parameter space, for checking the simulator
+against Lava.
+
+Coverage (each drawn per network or per layer): 1-3 hidden layers; 20-100 steps; binary or
+graded input (1-8 message bits); raw weights over the whole 8-bit range [-256, 255], 1-8 weight
+bits, explicit or inferred sign modes (including all-positive / all-negative matrices), weight
+exponents over [-8, 7]; decays 0..4095 with their extremes; thresholds from 0 to 131071; biases
+from 0 to their limits; conv recurrences with kernel sizes 1-7 and dense recurrences; axonal
+delays over the whole range 0..62 (both ends forced in some layers); readouts that sometimes
+saturate. The weight exponent of each connection is aimed at moderate activity (with a random
+offset), so that most networks spike and the comparison is not vacuous.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from crsnn import loihi2 as L2
+from crsnn.models.integer import Connection, IntegerNetwork, Layer, LIFParams, Recurrence
+
+
+def _pick(rng: np.random.Generator, options, p=None):
+    return options[int(rng.choice(len(options), p=p))]
+
+
+def _raw_weights(rng: np.random.Generator, shape) -> np.ndarray:
+    kind = _pick(rng, ["full", "full", "positive", "negative", "sparse", "small"])
+    if kind == "full":
+        w = rng.integers(L2.RAW_WEIGHT_MIN, L2.RAW_WEIGHT_MAX + 1, shape)
+    elif kind == "positive":
+        w = rng.integers(0, L2.RAW_WEIGHT_MAX + 1, shape)
+    elif kind == "negative":
+        w = rng.integers(L2.RAW_WEIGHT_MIN, 1, shape)
+    elif kind == "sparse":
+        w = rng.integers(L2.RAW_WEIGHT_MIN, L2.RAW_WEIGHT_MAX + 1, shape) * (rng.random(shape) < 0.3)
+    else:
+        w = rng.integers(-8, 9, shape)
+    return w.astype(np.int64)
+
+
+def _conn_params(rng: np.random.Generator) -> dict:
+    return {
+        "num_weight_bits": int(_pick(rng, [8, 8, 8, 7, 6, 5, 4, 3, 2, 1])),
+        "sign_mode": _pick(rng, [None, None, None, L2.SignMode.MIXED, L2.SignMode.EXCITATORY, L2.SignMode.INHIBITORY]),
+    }
+
+
+def _aim_exp(rng: np.random.Generator, eff: np.ndarray, fan_rate: float, payload: float, vth: int, du: int) -> int:
+    """Weight exponent giving a per-step drive of roughly ``r`` thresholds, r log-uniform."""
+    nz = eff[eff != 0]
+    rms = float(np.sqrt(np.mean(nz.astype(np.float64) ** 2))) if nz.size else 1.0
+    typical = max(1.0, rms * np.sqrt(max(1.0, eff.shape[1] * fan_rate)) * payload)
+    memory = 1.0 / max(1e-3, 1.0 - L2.leak_from_du(du))  # current accumulation for slow du
+    target = max(1.0, float(vth)) * float(np.exp(rng.uniform(np.log(0.3), np.log(4.0))))
+    e = int(np.round(np.log2(target / (typical * min(memory, 50.0))))) + int(rng.integers(-1, 2))
+    return int(np.clip(e, L2.WEIGHT_EXP_MIN, L2.WEIGHT_EXP_MAX))
+
+
+def _neuron(rng: np.random.Generator, n: int, readout: bool) -> LIFParams:
+    du = int(_pick(rng, [L2.DECAY_MAX, L2.DECAY_MAX, 0, int(rng.integers(0, 4096)), int(rng.integers(3000, 4096))]))
+    dv = int(_pick(rng, [0, L2.DECAY_MAX, int(rng.integers(0, 4096)), int(rng.integers(0, 600))]))
+    if readout:
+        vth = int(_pick(rng, [L2.VTH_MAX, L2.VTH_MAX, L2.VTH_MAX, int(rng.integers(1, 2000))]))
+    else:
+        vth = int(_pick(rng, [0, 1, L2.VTH_MAX, int(np.exp(rng.uniform(0, np.log(L2.VTH_MAX)))),
+                              int(np.exp(rng.uniform(0, np.log(L2.VTH_MAX))))]))
+    kind = _pick(rng, ["zero", "small", "limits", "random"])
+    if kind == "zero":
+        bm, be = np.zeros(n, np.int64), 0
+    elif kind == "small":
+        bm, be = rng.integers(-64, 65, n), int(rng.integers(0, 3))
+    elif kind == "limits":
+        bm = rng.choice([L2.BIAS_MANT_MIN, L2.BIAS_MANT_MAX, L2.BIAS_MANT_MIN + 1, L2.BIAS_MANT_MAX - 1, 0], n)
+        be = int(rng.integers(L2.BIAS_EXP_MIN, L2.BIAS_EXP_MAX + 1))
+    else:
+        bm, be = rng.integers(L2.BIAS_MANT_MIN, L2.BIAS_MANT_MAX + 1, n), rng.integers(0, 8, n)
+    return LIFParams(n=n, du=du, dv=dv, vth=vth, bias_mant=bm, bias_exp=be)
+
+
+def _recurrence(rng: np.random.Generator, n: int, vth: int, du: int) -> Recurrence:
+    delays = rng.integers(L2.DELAY_MIN, L2.DELAY_MAX + 1, n)
+    if rng.random() < 0.5 and n >= 2:
+        delays[rng.integers(0, n)] = L2.DELAY_MIN
+        delays[rng.integers(0, n)] = L2.DELAY_MAX
+    if rng.random() < 0.2:
+        delays = rng.integers(0, 4, n)  # short loops: strong recurrent dynamics
+    params = _conn_params(rng)
+    if rng.random() < 0.7:
+        k = int(rng.integers(1, min(7, n) + 1))
+        raw = _raw_weights(rng, (k,))
+        rec = Recurrence(delays=delays, kernel=raw, **params)
+    else:
+        rec = Recurrence(delays=delays, weights=_raw_weights(rng, (n, n)), **params)
+    rec.weight_exp = _aim_exp(rng, rec.effective(), 0.2, 1.0, vth, du)
+    return rec
+
+
+def random_network(rng: np.random.Generator, max_neurons: int = 48) -> tuple[IntegerNetwork, int]:
+    """A random valid network and a number of steps (20..100). ``max_neurons`` bounds each
+    population."""
+    n_in = int(rng.integers(2, 41))
+    msg_bits = int(_pick(rng, [0, 0, 1, 2, 3, 4, 8]))
+    payload = 1.0 if msg_bits == 0 else (2**msg_bits - 1) / 2.0
+    n_prev, hidden = n_in, []
+    for _ in range(int(rng.integers(1, 4))):
+        n = int(rng.integers(2, max_neurons + 1))
+        nrn = _neuron(rng, n, readout=False)
+        ff = Connection(_raw_weights(rng, (n, n_prev)), **_conn_params(rng))
+        ff.weight_exp = _aim_exp(rng, ff.effective(), 0.3, payload, nrn.vth, nrn.du)
+        rec = _recurrence(rng, n, nrn.vth, nrn.du) if rng.random() < 0.85 else None
+        hidden.append(Layer(ff=ff, neuron=nrn, rec=rec))
+        n_prev, payload = n, 1.0
+    n_out = int(rng.integers(2, 11))
+    nrn = _neuron(rng, n_out, readout=True)
+    ff = Connection(_raw_weights(rng, (n_out, n_prev)), **_conn_params(rng))
+    # readout: aim at a fraction of the full voltage range; sometimes hard into saturation
+    ff.weight_exp = _aim_exp(rng, ff.effective(), 0.3, 1.0, min(nrn.vth, 2**14), nrn.du) + int(rng.integers(0, 4))
+    ff.weight_exp = int(np.clip(ff.weight_exp, L2.WEIGHT_EXP_MIN, L2.WEIGHT_EXP_MAX))
+    net = IntegerNetwork(n_in=n_in, hidden=hidden, readout=Layer(ff=ff, neuron=nrn), input_message_bits=msg_bits)
+    steps = int(rng.integers(20, 101))
+    return net.validate(), steps
+
+
+def random_input(rng: np.random.Generator, net: IntegerNetwork, batch: int, steps: int) -> np.ndarray:
+    """(batch, steps, n_in) int64 input: sparse events with graded payloads up to the maximum."""
+    rate = float(rng.uniform(0.05, 0.6))
+    active = rng.random((batch, steps, net.n_in)) < rate
+    vals = rng.integers(1, net.max_input() + 1, (batch, steps, net.n_in))
+    return (active * vals).astype(np.int64)
+
+
+def describe(net: IntegerNetwork, steps: int) -> str:
+    """One line: sizes, recurrence kinds, delay and exponent ranges."""
+    parts = [f"in {net.n_in}{'' if net.input_message_bits == 0 else f'/{net.input_message_bits}b'}"]
+    for layer in net.hidden:
+        r = layer.rec
+        kind = "ff" if r is None else (f"conv{r.kernel.size}" if r.is_conv else "dense")
+        d = "" if r is None else f" d{int(r.delays.min())}-{int(r.delays.max())}"
+        parts.append(f"{layer.n}{kind}{d}")
+    parts.append(f"out {net.n_out}")
+    return " -> ".join(parts) + f", {steps} steps"
