@@ -5,8 +5,11 @@ Process graph (per hidden layer ``l``; B samples run side by side, see below)::
 
     RingBuffer(source, graded or binary) -> Dense/Sparse -> LIF_1 -> Dense/Sparse -> LIF_2 ...
                                                           LIF_l.s_out -> DelaySparse -> LIF_l.a_in
-                                                          LIF_l.s_out -> sink RingBuffer (recorded)
-    LIF_L -> Dense/Sparse -> LIF_readout ; Monitor(LIF_readout.v)
+    LIF_L -> Dense/Sparse -> LIF_readout
+
+- Every LIF is a :class:`~crsnn.deploy.lava_processes.RecordedLIF`: Lava's bit-accurate LIF model
+  that also records its spikes (hidden layers) or its voltage (readout) and writes them to a file
+  at the last step (reading them through sinks / ``Var.get`` costs ~19 µs per element).
 
 - Feedforward connections are ``Dense`` (one sample) or ``Sparse`` with a block-diagonal matrix
   (B samples side by side: B independent copies of the network inside the same processes, which
@@ -23,6 +26,8 @@ process (:mod:`crsnn.deploy.watchdog`), so a network Lava would hang on fails fa
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -89,13 +94,14 @@ def _rec_process(layer: Layer, copies: int):
                        num_weight_bits=rec.num_weight_bits, **_lava_sign_mode(rec))
 
 
-def _lif_process(layer: Layer, copies: int, name: str):
-    from lava.proc.lif.process import LIF
+def _lif_process(layer: Layer, copies: int, name: str, record_path: str, steps: int, readout: bool):
+    from crsnn.deploy.lava_processes import RecordedLIF
 
     nrn = layer.neuron
-    return LIF(shape=(nrn.n * copies,), du=int(nrn.du), dv=int(nrn.dv), vth=int(nrn.vth),
-               bias_mant=np.tile(nrn.bias_mant, copies).astype(np.int32),
-               bias_exp=np.tile(nrn.bias_exp, copies).astype(np.int32), name=name)
+    return RecordedLIF(shape=(nrn.n * copies,), du=int(nrn.du), dv=int(nrn.dv), vth=int(nrn.vth),
+                       bias_mant=np.tile(nrn.bias_mant, copies).astype(np.int32),
+                       bias_exp=np.tile(nrn.bias_exp, copies).astype(np.int32), name=name,
+                       record_path=record_path, num_steps=steps, record_spikes=not readout, record_v=readout)
 
 
 def _run_in_lava(net: IntegerNetwork, x: np.ndarray) -> LavaResult:
@@ -103,9 +109,7 @@ def _run_in_lava(net: IntegerNetwork, x: np.ndarray) -> LavaResult:
     import_lava()
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
-    from lava.proc.io.sink import RingBuffer as SpikeSink
     from lava.proc.io.source import RingBuffer as SpikeSource
-    from lava.proc.monitor.process import Monitor
 
     # DelaySparse rebuilds its delay-split matrix with CSR item assignment every step; scipy's
     # efficiency warning about that is Lava's, not actionable for users.
@@ -115,39 +119,38 @@ def _run_in_lava(net: IntegerNetwork, x: np.ndarray) -> LavaResult:
     # source data: (batch * n_in, steps), copy b occupies rows b*n_in .. (b+1)*n_in - 1
     src = SpikeSource(data=np.ascontiguousarray(x.transpose(0, 2, 1).reshape(batch * n_in, steps)).astype(np.int32))
     prev_out, msg_bits = src.s_out, net.input_message_bits
-    sinks, lifs = [], []
+    tmp = tempfile.TemporaryDirectory(prefix="crsnn-lava-")
+    paths = [os.path.join(tmp.name, f"layer{li}.npy") for li in range(len(net.layers))]
     for li, layer in enumerate(net.hidden):
         ff = _ff_process(layer.ff, batch, msg_bits)
-        lif = _lif_process(layer, batch, name=f"hidden{li}")
+        lif = _lif_process(layer, batch, f"hidden{li}", paths[li], steps, readout=False)
         prev_out.connect(ff.s_in)
         ff.a_out.connect(lif.a_in)
         if layer.rec is not None:
             rec = _rec_process(layer, batch)
             lif.s_out.connect(rec.s_in)
             rec.a_out.connect(lif.a_in)
-        sink = SpikeSink(shape=(layer.n * batch,), buffer=steps)
-        lif.s_out.connect(sink.a_in)
-        sinks.append(sink)
-        lifs.append(lif)
         prev_out, msg_bits = lif.s_out, 0
     ro = net.readout
     ff = _ff_process(ro.ff, batch, msg_bits)
-    ro_lif = _lif_process(ro, batch, name="readout")
+    ro_lif = _lif_process(ro, batch, "readout", paths[-1], steps, readout=True)
     prev_out.connect(ff.s_in)
     ff.a_out.connect(ro_lif.a_in)
-    mon = Monitor()
-    mon.probe(ro_lif.v, steps)
     t1 = time.perf_counter()
-    try:
-        ro_lif.run(condition=RunSteps(num_steps=steps), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
-        t2 = time.perf_counter()
-        v = np.asarray(mon.get_data()[ro_lif.name]["v"]).astype(np.int64)  # (steps, batch * n_out)
-        hidden = [np.asarray(s.data.get()).astype(bool) for s in sinks]  # (batch * n, steps)
-    finally:
-        ro_lif.stop()
+    with tmp:
+        try:
+            ro_lif.run(condition=RunSteps(num_steps=steps), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
+            t2 = time.perf_counter()
+        finally:
+            ro_lif.stop()
+        records = [np.load(p)[0] for p in paths]  # each (steps, batch * n)
     t3 = time.perf_counter()
-    readout_v = v.reshape(steps, batch, ro.n).transpose(1, 0, 2)
-    hidden_spikes = [h.reshape(batch, layer.n, steps).transpose(0, 2, 1) for h, layer in zip(hidden, net.hidden)]
+
+    def per_sample(r: np.ndarray, n: int) -> np.ndarray:  # (steps, batch * n) -> (batch, steps, n)
+        return r.reshape(steps, batch, n).transpose(1, 0, 2)
+
+    hidden_spikes = [per_sample(r, layer.n).astype(bool) for r, layer in zip(records[:-1], net.hidden)]
+    readout_v = per_sample(records[-1], ro.n).astype(np.int64)
     return LavaResult(hidden_spikes=hidden_spikes, readout_v=readout_v,
                       timings={"build_s": t1 - t0, "run_s": t2 - t1, "readout_s": t3 - t2})
 

@@ -260,8 +260,8 @@ class IntegerNetwork:
                     j = int(np.argmax((d < L2.DELAY_MIN) | (d > L2.DELAY_MAX)))
                     bad(where, f"recurrent delay of neuron {j}", int(d[j]), f"[{L2.DELAY_MIN}, {L2.DELAY_MAX}] steps",
                         "clamp delays during training (Loihi 2 axonal delay range)")
-                if layer.rec.is_conv and not 1 <= layer.rec.kernel.size <= nrn.n:
-                    bad(where, "conv kernel size", layer.rec.kernel.size, f"[1, {nrn.n}]")
+                if layer.rec.is_conv and layer.rec.kernel.size < 1:
+                    bad(where, "conv kernel size", layer.rec.kernel.size, "[1, inf)")
             for pname, val, lo, hi in (("du", nrn.du, 0, L2.DECAY_MAX), ("dv", nrn.dv, 0, L2.DECAY_MAX),
                                        ("vth", nrn.vth, 0, L2.VTH_MAX)):
                 if not lo <= val <= hi:

@@ -139,3 +139,29 @@ def describe(net: IntegerNetwork, steps: int) -> str:
         parts.append(f"{layer.n}{kind}{d}")
     parts.append(f"out {net.n_out}")
     return " -> ".join(parts) + f", {steps} steps"
+
+
+def random_crsnn(rng: np.random.Generator, n_in: int, hidden: list[int], n_out: int, kernel: int = 3,
+                 dense: bool = False, input_message_bits: int = 0, max_delay: int = L2.DELAY_MAX,
+                 input_rate: float = 0.05, hidden_rate: float = 0.05) -> IntegerNetwork:
+    """A random CRSNN-shaped network (every hidden layer recurrent: conv kernel ``kernel``, or
+    dense when ``dense``; delays uniform in 0..max_delay) with 8-bit mixed weights and exponents
+    aimed at moderate activity for inputs active with probability ``input_rate`` per channel and
+    step: for benchmarks at realistic sizes."""
+    payload = 1.0 if input_message_bits == 0 else (2**input_message_bits - 1) / 2.0
+    n_prev, layers = n_in, []
+    for n in hidden:
+        nrn = LIFParams(n=n, du=L2.DECAY_MAX, dv=int(rng.integers(200, 1200)), vth=int(rng.integers(200, 2000)))
+        ff = Connection(rng.integers(-256, 256, (n, n_prev)), sign_mode=L2.SignMode.MIXED)
+        ff.weight_exp = _aim_exp(rng, ff.effective(), input_rate if not layers else hidden_rate, payload,
+                                 nrn.vth, nrn.du)
+        shape = dict(weights=rng.integers(-256, 256, (n, n))) if dense else dict(kernel=rng.integers(-256, 256, kernel))
+        rec = Recurrence(delays=rng.integers(0, max_delay + 1, n), sign_mode=L2.SignMode.MIXED, **shape)
+        rec.weight_exp = _aim_exp(rng, rec.effective(), hidden_rate, 1.0, nrn.vth, nrn.du)
+        layers.append(Layer(ff=ff, neuron=nrn, rec=rec))
+        n_prev, payload = n, 1.0
+    nrn = LIFParams(n=n_out, du=L2.DECAY_MAX, dv=100, vth=L2.VTH_MAX)
+    ff = Connection(rng.integers(-256, 256, (n_out, n_prev)), sign_mode=L2.SignMode.MIXED)
+    ff.weight_exp = _aim_exp(rng, ff.effective(), hidden_rate, 1.0, 2**12, nrn.du)
+    return IntegerNetwork(n_in=n_in, hidden=layers, readout=Layer(ff=ff, neuron=nrn),
+                          input_message_bits=input_message_bits).validate()
