@@ -14,7 +14,8 @@ Process graph (per hidden layer ``l``; B samples run side by side, see below)::
 - Feedforward connections are ``Dense`` (one sample) or ``Sparse`` with a block-diagonal matrix
   (B samples side by side: B independent copies of the network inside the same processes, which
   amortises Lava's per-step, per-process overhead; copies share no synapse, so no spike changes).
-- A recurrence is a ``DelaySparse`` whose weights are the banded conv matrix (or the dense DelRec
+- A recurrence is a ``DelaySparse`` (:class:`~crsnn.deploy.lava_processes.CachedDelaySparse`: the
+  same model with its per-step delay-split matrix built once) whose weights are the banded conv matrix (or the dense DelRec
   matrix) and whose per-synapse delay is the presynaptic neuron's axonal delay.
 - Weight exponent, number of weight bits and (when given) the sign mode go to the processes as
   their ``weight_exp``/``num_weight_bits``/``sign_mode`` parameters; Lava quantizes the raw weights
@@ -78,7 +79,7 @@ def _ff_process(conn: Connection, copies: int, num_message_bits: int):
 
 def _rec_process(layer: Layer, copies: int):
     """DelaySparse recurrence: weights[i, j] with delay delays[j] on every synapse from j."""
-    from lava.proc.sparse.process import DelaySparse
+    from crsnn.deploy.lava_processes import CachedDelaySparse as DelaySparse
 
     rec = layer.rec
     assert rec is not None

@@ -1,5 +1,10 @@
 """lava-nc processes and process models of our own, all bit-exact with Lava's.
 
+``CachedDelaySparse`` is Lava's ``DelaySparse``; its model is Lava's ``PyDelaySparseModelBitAcc``
+except that the delay-split weight matrix (one block of rows per delay value) is built once, after
+Lava's first-step weight quantization, instead of every step (which costs 1-12 ms per step and
+dominated Lava's time for CRSNN layers).
+
 ``RecordedLIF`` is Lava's ``LIF`` process; its fixed-point model is Lava's own
 ``PyLifModelBitAcc`` (the arithmetic is inherited unchanged) that additionally records, every step,
 the spikes it sends and/or its voltage ``v``, and writes the whole record to an ``.npy`` file at
@@ -24,6 +29,8 @@ from lava.magma.core.resources import CPU  # noqa: E402
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol  # noqa: E402
 from lava.proc.lif.models import PyLifModelBitAcc  # noqa: E402
 from lava.proc.lif.process import LIF  # noqa: E402
+from lava.proc.sparse.models import PyDelaySparseModelBitAcc  # noqa: E402
+from lava.proc.sparse.process import DelaySparse  # noqa: E402
 
 
 class RecordedLIF(LIF):
@@ -62,3 +69,27 @@ class PyRecordedLifModelBitAcc(PyLifModelBitAcc):
                 self._record[i, t] = self.s_out_buff if what == "record_spikes" else self.v
         if self.time_step == self._steps:
             np.save(self._path, self._record)
+
+
+class CachedDelaySparse(DelaySparse):
+    """Lava's ``DelaySparse`` (same parameters); runs with :class:`PyCachedDelaySparseModelBitAcc`."""
+
+
+@implements(proc=CachedDelaySparse, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("bit_accurate_loihi", "fixed_pt")
+class PyCachedDelaySparseModelBitAcc(PyDelaySparseModelBitAcc):
+    """Lava's bit-accurate DelaySparse model with the delay-split matrix computed once.
+
+    Lava calls ``get_delay_wgts_mat(weights, delays, max_delay)`` from ``calc_act`` every step;
+    weights are quantized in place on the first step (before the first ``calc_act``) and never
+    change afterwards (no learning), so the matrix is cached after that first call.
+    """
+
+    implements_process = None
+
+    def calc_act(self, s_in) -> np.ndarray:
+        cached = getattr(self, "_delay_wgts", None)
+        if cached is None:
+            cached = self._delay_wgts = self.get_delay_wgts_mat(self.weights, self.delays, self.a_buff.shape[-1] - 1).tocsr()
+        return np.reshape(cached.dot(s_in), (self.a_buff.shape[-1], self.weights.shape[0])).T
