@@ -77,9 +77,13 @@ def _ff_process(conn: Connection, copies: int, num_message_bits: int):
     return Sparse(weights=w, **kw)
 
 
-def _rec_process(layer: Layer, copies: int):
-    """DelaySparse recurrence: weights[i, j] with delay delays[j] on every synapse from j."""
-    from crsnn.deploy.lava_processes import CachedDelaySparse as DelaySparse
+def _rec_process(layer: Layer, copies: int, hardware: bool = False):
+    """DelaySparse recurrence: weights[i, j] with delay delays[j] on every synapse from j.
+    (Lava's own ``DelaySparse`` on hardware, our cached CPU model otherwise.)"""
+    if hardware:
+        from lava.proc.sparse.process import DelaySparse
+    else:
+        from crsnn.deploy.lava_processes import CachedDelaySparse as DelaySparse
 
     rec = layer.rec
     assert rec is not None
@@ -112,7 +116,7 @@ def _run_in_lava(net: IntegerNetwork, x: np.ndarray) -> LavaResult:
     from lava.magma.core.run_configs import Loihi2SimCfg
     from lava.proc.io.source import RingBuffer as SpikeSource
 
-    # DelaySparse rebuilds its delay-split matrix with CSR item assignment every step; scipy's
+    # Lava's DelaySparse builds its delay-split matrix with CSR item assignment; scipy's
     # efficiency warning about that is Lava's, not actionable for users.
     warnings.filterwarnings("ignore", category=sp.SparseEfficiencyWarning)
     t0 = time.perf_counter()
@@ -156,13 +160,77 @@ def _run_in_lava(net: IntegerNetwork, x: np.ndarray) -> LavaResult:
                       timings={"build_s": t1 - t0, "run_s": t2 - t1, "readout_s": t3 - t2})
 
 
-def run_lava(net: IntegerNetwork, x: np.ndarray, timeout_s: float = 600.0) -> LavaResult:
+def _run_on_loihi2(net: IntegerNetwork, x: np.ndarray) -> LavaResult:  # pragma: no cover - needs a board
+    """The same process graph on a Loihi 2 board (``Loihi2HwCfg``), with Lava's standard LIF and
+    DelaySparse processes on chip and lava-loihi's spike adapters between the Python source /
+    sinks and the chip; the readout voltage is read with a ``Monitor``. Requires Intel's
+    lava-loihi extension and a board (see :func:`crsnn.deploy.backends.require_loihi2`).
+    Not exercised by the test suite: no board is available to it."""
+    import_lava()
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2HwCfg
+    from lava.proc import embedded_io as eio
+    from lava.proc.io.sink import RingBuffer as SpikeSink
+    from lava.proc.io.source import RingBuffer as SpikeSource
+    from lava.proc.lif.process import LIF
+    from lava.proc.monitor.process import Monitor
+
+    t0 = time.perf_counter()
+    batch, steps, n_in = x.shape
+    src = SpikeSource(data=np.ascontiguousarray(x.transpose(0, 2, 1).reshape(batch * n_in, steps)).astype(np.int32))
+    adapter = eio.spike.PyToNxAdapter(shape=(batch * n_in,), num_message_bits=net.input_message_bits)
+    src.s_out.connect(adapter.inp)
+    prev_out, msg_bits, sinks = adapter.out, net.input_message_bits, []
+    lifs = []
+    for layer in net.layers:
+        nrn = layer.neuron
+        lif = LIF(shape=(nrn.n * batch,), du=int(nrn.du), dv=int(nrn.dv), vth=int(nrn.vth),
+                  bias_mant=np.tile(nrn.bias_mant, batch).astype(np.int32),
+                  bias_exp=np.tile(nrn.bias_exp, batch).astype(np.int32))
+        ff = _ff_process(layer.ff, batch, msg_bits)
+        prev_out.connect(ff.s_in)
+        ff.a_out.connect(lif.a_in)
+        if layer.rec is not None:
+            rec = _rec_process(layer, batch, hardware=True)
+            lif.s_out.connect(rec.s_in)
+            rec.a_out.connect(lif.a_in)
+        lifs.append(lif)
+        prev_out, msg_bits = lif.s_out, 0
+    for layer, lif in zip(net.hidden, lifs):
+        out = eio.spike.NxToPyAdapter(shape=(layer.n * batch,), num_message_bits=0)
+        sink = SpikeSink(shape=(layer.n * batch,), buffer=steps)
+        lif.s_out.connect(out.inp)
+        out.out.connect(sink.a_in)
+        sinks.append(sink)
+    mon = Monitor()
+    mon.probe(lifs[-1].v, steps)
+    t1 = time.perf_counter()
+    try:
+        lifs[-1].run(condition=RunSteps(num_steps=steps), run_cfg=Loihi2HwCfg())
+        t2 = time.perf_counter()
+        v = np.asarray(mon.get_data()[lifs[-1].name]["v"]).astype(np.int64)  # (steps, batch * n_out)
+        spikes = [np.asarray(s.data.get()).astype(bool) for s in sinks]  # (batch * n, steps)
+    finally:
+        lifs[-1].stop()
+    t3 = time.perf_counter()
+    ro = net.readout
+    return LavaResult(
+        hidden_spikes=[h.reshape(batch, layer.n, steps).transpose(0, 2, 1) for h, layer in zip(spikes, net.hidden)],
+        readout_v=v.reshape(steps, batch, ro.n).transpose(1, 0, 2),
+        timings={"build_s": t1 - t0, "run_s": t2 - t1, "readout_s": t3 - t2})
+
+
+def run_lava(net: IntegerNetwork, x: np.ndarray, timeout_s: float = 600.0, hardware: bool = False) -> LavaResult:
     """Validate, then run ``net`` on Lava's fixed-point CPU simulator for ``x.shape[1]`` steps.
 
     ``x``: (batch, steps, n_in) integers; the batch runs as side-by-side copies in one Lava run.
     The job runs in a watchdog child process and is killed after ``timeout_s`` seconds.
+    ``hardware=True`` runs on a Loihi 2 board instead (``Loihi2HwCfg``; check
+    :func:`crsnn.deploy.backends.require_loihi2` first).
     """
     net.validate()
     x = net.validate_input(x)
     import_lava()  # in this process, before the watchdog forks (see crsnn.lava_compat)
-    return run_with_timeout(_run_in_lava, net, x, timeout_s=timeout_s, what="Lava fixed-point run")
+    job = _run_on_loihi2 if hardware else _run_in_lava
+    return run_with_timeout(job, net, x, timeout_s=timeout_s,
+                            what="Loihi 2 run" if hardware else "Lava fixed-point run")
