@@ -19,15 +19,18 @@ fi
 
 echo "[setup] creating $VENV with $("$PYTHON" --version)"
 "$PYTHON" -m venv "$VENV"
-PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
-"${PIP[@]}" install --upgrade "pip>=23" "setuptools>=64" wheel
+pip_install() {  # quiet pip; drops pip's notes about local index folders this machine lacks
+    "$VENV/bin/python" -m pip --disable-pip-version-check -q install "$@" 2>&1 \
+        | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+}
+pip_install --upgrade "pip>=23" "setuptools>=64" wheel
 # torch first and alone, so that nothing later can pick another build of it.
-"${PIP[@]}" install "$(grep -E '^torch==' requirements.txt)"
-"${PIP[@]}" install -r requirements.txt
+pip_install "$(grep -E '^torch==' requirements.txt)"
+pip_install -r requirements.txt
 # lava-nc declares Requires-Python <3.11 but runs on 3.11 (see crsnn/lava_compat.py for the
 # one incompatibility, handled at import time); its dependencies are pinned above.
-"${PIP[@]}" install --no-deps --ignore-requires-python "$LAVA_SPEC"
-"${PIP[@]}" install --no-deps --no-build-isolation -e .
+pip_install --no-deps --ignore-requires-python "$LAVA_SPEC"
+pip_install --no-deps --no-build-isolation -e .
 "$VENV/bin/python" - <<'PY'
 import torch, numpy, lava, nir
 assert torch.__version__.startswith("2.13.0"), f"torch was changed to {torch.__version__}"
