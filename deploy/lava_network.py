@@ -7,14 +7,14 @@ Process graph (per hidden layer ``l``; B samples run side by side, see below)::
                                                           LIF_l.s_out -> DelaySparse -> LIF_l.a_in
     LIF_L -> Dense/Sparse -> LIF_readout
 
-- Every LIF is a :class:`~crsnn.deploy.lava_processes.RecordedLIF`: Lava's bit-accurate LIF model
+- Every LIF is a :class:`~crsnn.deploy.lava_procs.RecordedLIF`: Lava's bit-accurate LIF model
   that also records its spikes (hidden layers) or its voltage (readout) and writes them to a file
   at the last step (reading them through sinks / ``Var.get`` costs ~19 µs per element).
 
 - Feedforward connections are ``Dense`` (one sample) or ``Sparse`` with a block-diagonal matrix
   (B samples side by side: B independent copies of the network inside the same processes, which
   amortises Lava's per-step, per-process overhead; copies share no synapse, so no spike changes).
-- A recurrence is a ``DelaySparse`` (:class:`~crsnn.deploy.lava_processes.CachedDelaySparse`: the
+- A recurrence is a ``DelaySparse`` (:class:`~crsnn.deploy.lava_procs.CachedDelaySparse`: the
   same model with its per-step delay-split matrix built once) whose weights are the banded conv matrix (or the dense DelRec
   matrix) and whose per-synapse delay is the presynaptic neuron's axonal delay.
 - Weight exponent, number of weight bits and (when given) the sign mode go to the processes as
@@ -83,7 +83,7 @@ def _rec_process(layer: Layer, copies: int, hardware: bool = False):
     if hardware:
         from lava.proc.sparse.process import DelaySparse
     else:
-        from crsnn.deploy.lava_processes import CachedDelaySparse as DelaySparse
+        from crsnn.deploy.lava_procs import CachedDelaySparse as DelaySparse
 
     rec = layer.rec
     assert rec is not None
@@ -100,7 +100,7 @@ def _rec_process(layer: Layer, copies: int, hardware: bool = False):
 
 
 def _lif_process(layer: Layer, copies: int, name: str, record_path: str, steps: int, readout: bool):
-    from crsnn.deploy.lava_processes import RecordedLIF
+    from crsnn.deploy.lava_procs import RecordedLIF
 
     nrn = layer.neuron
     return RecordedLIF(shape=(nrn.n * copies,), du=int(nrn.du), dv=int(nrn.dv), vth=int(nrn.vth),
