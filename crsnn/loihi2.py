@@ -147,7 +147,18 @@ def floor_shift(x, exp: int):
 
 def wrap_int32(x):
     """Two's-complement wrap of an int64 array/tensor into the int32 range (what NumPy does when
-    Lava stores an int64 result in an int32 port or buffer)."""
+    Lava stores an int64 result in an int32 port or buffer).
+
+    Also accepts floating arrays/tensors holding integers (exact below 2**53; used by
+    quantization-aware training): same result, computed with a floor modulo."""
+    if (_is_torch(x) and x.is_floating_point()) or (
+        not _is_torch(x) and np.issubdtype(np.asarray(x).dtype, np.floating)
+    ):
+        if _is_torch(x):
+            import torch
+
+            return torch.remainder(x + 2.0**31, 2.0**32) - 2.0**31
+        return np.mod(np.asarray(x) + 2.0**31, 2.0**32) - 2.0**31
     return ((x + 2**31) & (2**32 - 1)) - 2**31
 
 
@@ -181,6 +192,16 @@ def scaled_threshold(vth: int) -> int:
     return int(vth) << VTH_SHIFT
 
 
+def lif_integrate(u, v, a, du: int, dv: int, bias):
+    """:func:`lif_step` up to (not including) the threshold test: returns ``(u, v)`` with ``v``
+    the voltage *before* spike and reset. ``lif_step(...) == (u, where(v > vth << 6, 0, v),
+    v > vth << 6)`` for the returned values (tested). Accepts integer arrays/tensors and floating
+    tensors holding integers (quantization-aware training runs it on float64 tensors)."""
+    u = wrap_current(wrap_int32(decay_current(u, du) + a * (2**ACT_SHIFT)))
+    v = _clip(wrap_int32(decay_voltage(v, dv) + u + bias), V_MIN, V_MAX)
+    return u, v
+
+
 def lif_step(u, v, a, du: int, dv: int, vth: int, bias):
     """One time step of Lava's bit-accurate CUBA LIF (``PyLifModelBitAcc``), vectorised.
 
@@ -197,8 +218,7 @@ def lif_step(u, v, a, du: int, dv: int, vth: int, bias):
     bits; v decays, adds the new u and the bias (int32), saturates at +-(2**23 - 1); spike where
     ``v > vth << 6`` (strict); spiking neurons reset v to 0 (u is not reset).
     """
-    u = wrap_current(wrap_int32(decay_current(u, du) + a * (2**ACT_SHIFT)))
-    v = _clip(wrap_int32(decay_voltage(v, dv) + u + bias), V_MIN, V_MAX)
+    u, v = lif_integrate(u, v, a, du, dv, bias)
     s = v > scaled_threshold(vth)
     v = _where(s, 0 * v, v)
     return u, v, s
@@ -324,12 +344,42 @@ class WeightQuant:
 
 def choose_weight_exp(max_abs_float: float, vth: int, sign_mode: SignMode = SignMode.MIXED) -> int:
     """The smallest weight exponent whose integer range covers ``max_abs_float`` (float weights in
-    units of the target threshold, see :class:`WeightQuant`), clipped to the allowed range."""
+    units of the target threshold ``vth``, see :class:`WeightQuant`), clipped to the allowed range."""
+    return weight_exp_for_scale(max_abs_float, float(scaled_threshold(vth)), sign_mode)
+
+
+def choose_bias_exp(max_abs_bias: float) -> int:
+    """The smallest bias exponent (0..7) whose 13-bit mantissa range covers a bias of magnitude
+    ``max_abs_bias`` (in ``v`` units) after rounding; 7 if none does (the mantissa then clips)."""
+    m = abs(float(max_abs_bias))
+    for e in range(BIAS_EXP_MIN, BIAS_EXP_MAX + 1):
+        if np.floor(m / 2.0**e + 0.5) <= BIAS_MANT_MAX:
+            return e
+    return BIAS_EXP_MAX
+
+
+def bias_mant_for(bias, bias_exp: int):
+    """The 13-bit mantissa nearest to ``bias`` (``v`` units) for a shared ``bias_exp``:
+    ``clip(floor(bias / 2**bias_exp + 0.5), -4096, 4095)`` (round half up, identical for NumPy and
+    torch). Returns floats (torch / NumPy) holding integers; the represented bias is
+    ``scaled_bias(mant, bias_exp)``."""
+    x = bias / (2.0**bias_exp)
+    if _is_torch(x):
+        return (x + 0.5).floor().clamp(BIAS_MANT_MIN, BIAS_MANT_MAX)
+    return np.clip(np.floor(np.asarray(x, dtype=np.float64) + 0.5), BIAS_MANT_MIN, BIAS_MANT_MAX)
+
+
+def weight_exp_for_scale(max_abs_float: float, v_per_unit: float,
+                         sign_mode: SignMode = SignMode.MIXED, min_exp: int = WEIGHT_EXP_MIN) -> int:
+    """:func:`choose_weight_exp` for a target whose float unit is ``v_per_unit`` ``v`` units
+    (a hidden LIF with threshold 1.0 in float units: ``v_per_unit = vth << 6``; a readout: any
+    scale). One integer weight unit is then ``2**exp * 64 / v_per_unit`` float units. The result
+    is at least ``min_exp`` (a recurrent connection with axonal delays uses ``min_exp = 0``: with
+    a negative exponent Lava floors each delay group's sum separately)."""
     lo, hi = weight_range(sign_mode)
-    top = max(abs(lo), hi)
-    if max_abs_float <= 0:
-        return WEIGHT_EXP_MIN
-    # need top * 2**e * 64 / (vth << 6) >= max_abs_float
-    unit0 = (2**ACT_SHIFT) / float(scaled_threshold(vth))
-    e = int(np.ceil(np.log2(max_abs_float / (top * unit0))))
-    return int(np.clip(e, WEIGHT_EXP_MIN, WEIGHT_EXP_MAX))
+    top = min(abs(lo), hi) if lo < 0 < hi else max(abs(lo), hi)  # mixed: 254 (no clipping)
+    e = WEIGHT_EXP_MIN
+    if max_abs_float > 0:
+        unit0 = (2**ACT_SHIFT) / float(v_per_unit)
+        e = int(np.ceil(np.log2(max_abs_float / (top * unit0))))
+    return int(np.clip(max(e, int(min_exp)), WEIGHT_EXP_MIN, WEIGHT_EXP_MAX))

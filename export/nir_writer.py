@@ -4,7 +4,6 @@ atomic file writer."""
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ import nir
 import numpy as np
 
 import crsnn
+from crsnn.atomic_write import write_atomic
 from crsnn import loihi2 as L2
 from crsnn.models.integer import Connection, IntegerNetwork, LIFParams, Recurrence
 
@@ -105,17 +105,4 @@ def to_nir(net: IntegerNetwork, dt: float, metadata: dict[str, Any] | None = Non
 def write_nir_atomic(graph: nir.NIRGraph, path: str | os.PathLike) -> Path:
     """``nir.write`` to a temporary file in the target folder, then rename: a failure leaves no
     partial file behind. Raises ``OSError`` with the path when the folder cannot be written."""
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise OSError(f"{path}: folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    os.close(fd)
-    try:
-        nir.write(tmp, graph)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return write_atomic(path, lambda tmp: nir.write(tmp, graph))

@@ -38,7 +38,7 @@ def test_espeak_speaks_and_is_repeatable() -> None:
 def test_tiny_benchmark_is_deterministic_and_in_shd_layout(tmp_path: Path) -> None:
     cfg = SynthConfig(seed=11, **TINY)
     s1 = synthesize_benchmark(tmp_path / "a", cfg, workers=1, progress=False)
-    s2 = synthesize_benchmark(tmp_path / "b", cfg, workers=2, progress=False)
+    synthesize_benchmark(tmp_path / "b", cfg, workers=2, progress=False)
     s3 = synthesize_benchmark(tmp_path / "c", SynthConfig(seed=12, **TINY), workers=1, progress=False)
     for split in ("train", "test"):
         ta, ua, la = _spikes(tmp_path / "a" / f"{split}.h5")

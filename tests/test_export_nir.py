@@ -12,7 +12,7 @@ import pytest
 from crsnn import loihi2 as L2
 from crsnn.export.nir_reader import NIRImportError, load_nir
 from crsnn.export.nir_writer import FORMAT, to_nir, write_nir_atomic
-from crsnn.models.integer import Connection, IntegerNetwork, Layer, LIFParams, Recurrence
+from crsnn.models.integer import IntegerNetwork
 from crsnn.sim.integer_sim import simulate
 from crsnn.sim.random_networks import random_crsnn, random_input, random_network
 

@@ -4,7 +4,6 @@ Lava's own bit-accurate model code (called directly, no Lava runtime)."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp

@@ -8,7 +8,6 @@ import json
 import nir
 import numpy as np
 import pytest
-import torch
 
 from crsnn.deploy.cli import report_main, run_main, verify_main
 from crsnn.export.cli import check_export

@@ -1,0 +1,308 @@
+"""The trainable CRSNN / DelRec network: configuration, float and quantization-aware forward
+passes, conversion to :class:`crsnn.models.integer.IntegerNetwork`, and parameter counts.
+
+Input ``x``: (batch, steps, n_in) non-negative integer counts (clipped to the input message range:
+1 for binary spikes, ``2**input_message_bits - 1`` for graded spikes). Output: the readout
+voltage (batch, steps, n_out) in float units (logits per step).
+
+Modes:
+
+- ``forward_float(x)``: float training arithmetic;
+- ``forward_qat(x)``: Loihi integer arithmetic with straight-through gradients; in eval mode
+  ``qat_readout_int(x)`` (the same in ``v`` units) equals
+  ``simulate(model.to_integer(), x).readout_v`` exactly;
+- ``forward(x)``: whichever of the two :attr:`SpikingNet.qat` selects (what DDP wraps);
+- ``forward_integer(x)``: runs the integer simulator on ``to_integer()``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+import numpy as np
+import torch
+from torch import nn
+
+from crsnn import loihi2 as L2
+from crsnn.models.integer import Connection, IntegerNetwork, Layer, LIFParams, Recurrence
+
+from .layers import HiddenLayer, Readout, dropout_mask, leak_from_tau, to_numpy_int
+from .surrogate import Surrogate
+
+MODELS = ("crsnn", "delrec", "ff")
+LOSSES = ("sum_softmax", "mean", "max")
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a :class:`SpikingNet` (stored in checkpoints as a dict).
+
+    model: ``crsnn`` (conv recurrence), ``delrec`` (dense recurrence) or ``ff`` (no recurrence).
+    recurrent: per hidden layer, whether it has the model's recurrence (default: all).
+    tau / tau_out: membrane time constants of hidden / readout neurons in steps
+        (``beta = 1 - 1/tau``). vth: hidden threshold mantissa (float threshold 1.0 = ``vth << 6``).
+    readout_scale: ``v`` units per float unit of the readout voltage.
+    delay_init: ``["uniform", lo, hi]``, ``["halfnormal", std]`` or ``["constant", d]`` (steps).
+    sigma0, sigma_gamma: delay spread schedule ``sigma_e = sigma0 * (gamma**(100/epochs))**e``.
+    dt: seconds per time step (metadata, for export).
+    """
+
+    n_in: int
+    n_out: int
+    hidden: list = field(default_factory=lambda: [256, 256])
+    model: str = "crsnn"
+    kernel: int = 3
+    recurrent: list | None = None
+    batchnorm: bool = True
+    dropout: float = 0.0
+    rec_dropout: float = 0.0
+    tau: float = 2.0
+    tau_out: float = 2.0
+    learn_beta: bool = False
+    surrogate: str = "atan:5"
+    vth: int = 1024
+    readout_scale: int = 4096
+    input_message_bits: int = 0
+    delay_init: list = field(default_factory=lambda: ["uniform", 0.0, 10.0])
+    sigma0: float = 10.0
+    sigma_gamma: float = 0.95
+    loss: str = "sum_softmax"
+    dt: float = 0.01
+
+    def __post_init__(self) -> None:
+        self.hidden = [int(h) for h in self.hidden]
+        if self.model not in MODELS:
+            raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if not self.hidden or min(self.hidden) < 1:
+            raise ValueError("hidden: give at least one layer size >= 1")
+        if self.recurrent is None:
+            self.recurrent = [self.model != "ff"] * len(self.hidden)
+        self.recurrent = [bool(r) for r in self.recurrent]
+        if len(self.recurrent) != len(self.hidden):
+            raise ValueError("recurrent: one flag per hidden layer")
+        if not 0 <= self.input_message_bits <= L2.MAX_MESSAGE_BITS:
+            raise ValueError(f"input_message_bits must be in 0..{L2.MAX_MESSAGE_BITS}")
+        if self.kernel < 1:
+            raise ValueError("kernel must be >= 1")
+        self.delay_init = list(self.delay_init)
+        Surrogate.parse(self.surrogate)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown model config keys: {', '.join(unknown)}")
+        return cls(**d)
+
+    @property
+    def max_input(self) -> int:
+        return 1 if self.input_message_bits == 0 else 2**self.input_message_bits - 1
+
+    def recurrence_of(self, i: int) -> str | None:
+        if not self.recurrent[i] or self.model == "ff":
+            return None
+        return "conv" if self.model == "crsnn" else "dense"
+
+
+def sigma_at(epoch: int, epochs: int, sigma0: float, gamma: float) -> float:
+    """DelRec's spread schedule: ``sigma0 * (gamma**(100/epochs))**epoch``."""
+    return float(sigma0 * (gamma ** (100.0 / max(1, epochs))) ** epoch)
+
+
+class SpikingNet(nn.Module):
+    """input -> hidden :class:`HiddenLayer` s -> :class:`Readout` (see the module docstring)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        beta = leak_from_tau(config.tau)
+        layers = []
+        n_prev = config.n_in
+        for i, n in enumerate(config.hidden):
+            layers.append(HiddenLayer(n_prev, n, config.recurrence_of(i), config.kernel, config.batchnorm,
+                                      beta, config.learn_beta, tuple(config.delay_init), config.vth))
+            n_prev = n
+        self.layers = nn.ModuleList(layers)
+        self.readout = Readout(n_prev, config.n_out, leak_from_tau(config.tau_out), config.learn_beta,
+                               config.readout_scale)
+        self.surrogate = Surrogate.parse(config.surrogate)
+        self.register_buffer("sigma", torch.tensor(float(config.sigma0), dtype=torch.float64))
+        self.register_buffer("qat_flag", torch.tensor(False))
+
+    # ---------------------------------------------------------------- modes
+    @property
+    def qat(self) -> bool:
+        return bool(self.qat_flag)
+
+    def set_qat(self, on: bool = True) -> "SpikingNet":
+        self.qat_flag.fill_(bool(on))
+        return self
+
+    def set_epoch(self, epoch: int, epochs: int) -> float:
+        """Anneal the delay spread for this epoch; returns sigma."""
+        s = sigma_at(epoch, epochs, self.config.sigma0, self.config.sigma_gamma)
+        self.sigma.fill_(s)
+        return s
+
+    def clamp_delays_(self) -> None:
+        for layer in self.layers:
+            layer.clamp_delays_()
+
+    def _input(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        if x.dim() != 3 or x.shape[2] != self.config.n_in:
+            raise ValueError(f"expected input (batch, steps, {self.config.n_in}), got {tuple(x.shape)}")
+        x = x.to(dtype).clamp(0, self.config.max_input)
+        return x.permute(1, 2, 0).contiguous()  # (T, n_in, B)
+
+    def _ff_dropout(self, s: torch.Tensor) -> torch.Tensor:
+        if self.config.dropout <= 0 or not self.training:
+            return s
+        return s * dropout_mask(s, self.config.dropout)
+
+    def forward_float(self, x: torch.Tensor, return_hidden: bool = False):
+        """Float forward: readout voltage (B, T, n_out) float32 (and hidden spikes (B, T, n))."""
+        h = self._input(x, torch.float32)
+        hidden = []
+        for layer in self.layers:
+            h = layer.forward_float(h, float(self.sigma), self.surrogate, self.config.rec_dropout)
+            hidden.append(h)
+            h = self._ff_dropout(h)
+        v = self.readout.forward_float(h).permute(2, 0, 1)
+        return (v, [s.permute(2, 0, 1) for s in hidden]) if return_hidden else v
+
+    def qat_readout_int(self, x: torch.Tensor, return_hidden: bool = False):
+        """QAT forward in Loihi units: readout ``v`` (B, T, n_out) float64 holding integers."""
+        h = self._input(x, torch.float64)
+        hidden = []
+        for layer in self.layers:
+            h = layer.forward_qat(h, self.surrogate, self.config.rec_dropout)
+            hidden.append(h)
+            h = self._ff_dropout(h)
+        v = self.readout.forward_qat(h).permute(2, 0, 1)
+        return (v, [s.permute(2, 0, 1) for s in hidden]) if return_hidden else v
+
+    def forward_qat(self, x: torch.Tensor) -> torch.Tensor:
+        """QAT forward: readout voltage (B, T, n_out) in float units (``v / readout_scale``)."""
+        return self.qat_readout_int(x) / float(self.config.readout_scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_qat(x) if self.qat else self.forward_float(x)
+
+    # ---------------------------------------------------------------- loss / prediction
+    def logits(self, v: torch.Tensor) -> torch.Tensor:
+        """Per-sample class scores from the readout voltage (B, T, n_out) (float units)."""
+        return readout_logits(v, self.config.loss)
+
+    # ---------------------------------------------------------------- integer network
+    def to_integer(self) -> IntegerNetwork:
+        """The deployable integer network: exactly the integers :meth:`forward_qat` uses."""
+        hidden = []
+        with torch.no_grad():
+            for layer in self.layers:
+                q = layer.quantized()
+                ff = Connection(to_numpy_int(q["ff"].w_int), q["ff"].exp, L2.WEIGHT_BITS, L2.SignMode.MIXED)
+                nrn = LIFParams(layer.n, L2.DECAY_MAX, q["dv"], layer.vth, to_numpy_int(q["bias"].mant),
+                                q["bias"].exp)
+                rec = None
+                if q["rec"] is not None:
+                    w = to_numpy_int(q["rec"].w_int)
+                    kw = {"kernel": w} if layer.recurrence == "conv" else {"weights": w}
+                    rec = Recurrence(delays=q["delays"].cpu().numpy(), weight_exp=q["rec"].exp,
+                                     num_weight_bits=L2.WEIGHT_BITS, sign_mode=L2.SignMode.MIXED, **kw)
+                hidden.append(Layer(ff, nrn, rec))
+            q = self.readout.quantized()
+            ro = Layer(Connection(to_numpy_int(q["ff"].w_int), q["ff"].exp, L2.WEIGHT_BITS, L2.SignMode.MIXED),
+                       LIFParams(self.readout.n, L2.DECAY_MAX, q["dv"], L2.VTH_MAX,
+                                 to_numpy_int(q["bias"].mant), q["bias"].exp))
+        net = IntegerNetwork(self.config.n_in, hidden, ro, self.config.input_message_bits,
+                             metadata={"model": self.config.model, "dt": self.config.dt,
+                                       "readout_scale": self.config.readout_scale,
+                                       "loss": self.config.loss})
+        return net.validate()
+
+    def clip_input_numpy(self, x) -> np.ndarray:
+        """The integer input the network sees: (B, T, n_in) int64 clipped to the message range."""
+        x = x.detach().cpu().numpy() if torch.is_tensor(x) else np.asarray(x)
+        return np.clip(np.rint(x), 0, self.config.max_input).astype(np.int64)
+
+    def forward_integer(self, x, net: IntegerNetwork | None = None) -> torch.Tensor:
+        """Run the integer simulator; readout voltage (B, T, n_out) float64 in float units."""
+        from crsnn.sim.integer_sim import simulate
+
+        net = net or self.to_integer()
+        v = simulate(net, self.clip_input_numpy(x)).readout_v
+        return torch.from_numpy(v.astype(np.float64)) / float(self.config.readout_scale)
+
+    # ---------------------------------------------------------------- optimisation helpers
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        """``{"delays": [...], "weights": [...]}`` (trainable parameters only)."""
+        delays, weights = [], []
+        for name, p in self.named_parameters():
+            if not p.requires_grad:
+                continue
+            (delays if name.endswith("delays") else weights).append(p)
+        return {"delays": delays, "weights": weights}
+
+    def counts(self) -> dict:
+        return parameter_counts(self.config)
+
+
+def readout_logits(v: torch.Tensor, loss: str = "sum_softmax") -> torch.Tensor:
+    """(B, T, n_out) readout voltage -> (B, n_out) scores. ``sum_softmax``: ``sum_t softmax(v_t)``
+    (CRSNN / DelRec on SHD; the cross-entropy then applies its own log-softmax), ``mean``: the
+    time-average voltage, ``max``: its maximum over time."""
+    if loss == "sum_softmax":
+        return torch.softmax(v, dim=2).sum(dim=1)
+    if loss == "mean":
+        return v.mean(dim=1)
+    if loss == "max":
+        return v.max(dim=1).values
+    raise ValueError(f"unknown loss {loss!r}")
+
+
+def parameter_counts(config: ModelConfig) -> dict:
+    """Trainable parameters per layer (feedforward, recurrent incl. delays, neuron), totals, and
+    the recurrent parameters a CRSNN and a DelRec of the same size would have."""
+    rows = []
+    n_prev = config.n_in
+    for i, n in enumerate(config.hidden):
+        ff = n_prev * n + (2 * n if config.batchnorm else n)
+        kind = config.recurrence_of(i)
+        rec = 0 if kind is None else (config.kernel + n if kind == "conv" else n * n + n)
+        rows.append({"layer": f"hidden {i}", "n": n, "recurrence": kind or "none", "feedforward": ff,
+                     "recurrent": rec, "crsnn_recurrent": config.kernel + n, "delrec_recurrent": n * n + n})
+        n_prev = n
+    rows.append({"layer": "readout", "n": config.n_out, "recurrence": "none",
+                 "feedforward": n_prev * config.n_out + config.n_out, "recurrent": 0,
+                 "crsnn_recurrent": 0, "delrec_recurrent": 0})
+    total_rec = sum(r["recurrent"] for r in rows)
+    total = sum(r["feedforward"] + r["recurrent"] for r in rows)
+    return {"layers": rows, "recurrent": total_rec, "total": total}
+
+
+def format_counts(config: ModelConfig) -> str:
+    """A printable table of :func:`parameter_counts` with the CRSNN / DelRec ratio."""
+    c = parameter_counts(config)
+    lines = [f"{config.model} {config.n_in} -> {' -> '.join(map(str, config.hidden))} -> {config.n_out}"
+             f" (kernel {config.kernel}, batchnorm {'on' if config.batchnorm else 'off'})",
+             f"{'layer':<10}{'neurons':>8}{'recurrence':>12}{'feedforward':>13}{'recurrent':>11}"
+             f"{'CRSNN rec':>11}{'DelRec rec':>12}{'ratio':>8}"]
+    for r in c["layers"]:
+        ratio = f"{r['delrec_recurrent'] / r['crsnn_recurrent']:.1f}x" if r["crsnn_recurrent"] else ""
+        lines.append(f"{r['layer']:<10}{r['n']:>8}{r['recurrence']:>12}{r['feedforward']:>13,}{r['recurrent']:>11,}"
+                     f"{r['crsnn_recurrent']:>11,}{r['delrec_recurrent']:>12,}{ratio:>8}")
+    lines.append(f"total parameters {c['total']:,} (recurrent {c['recurrent']:,})")
+    return "\n".join(lines)
+
+
+def build_model(config: ModelConfig | dict) -> SpikingNet:
+    """A :class:`SpikingNet` from a :class:`ModelConfig` or its dict."""
+    if isinstance(config, dict):
+        config = ModelConfig.from_dict(config)
+    return SpikingNet(config)

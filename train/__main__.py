@@ -1,0 +1,7 @@
+"""``python -m crsnn.train`` = ``crsnn-train``."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

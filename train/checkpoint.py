@@ -1,0 +1,251 @@
+"""Checkpoints of trained models: plain dicts of tensors / str / int / float / bool / lists, so
+that ``torch.load(path, weights_only=True)`` reads them (no pickled classes).
+
+Layout (``format = "crsnn-checkpoint"``, ``version = 1``)::
+
+    config      ModelConfig as a dict (rebuilds the network)
+    state_dict  parameter and buffer tensors (incl. BatchNorm running statistics, the delay
+                spread sigma and the QAT flag)
+    quant       {"qat": bool, "network": the integer network to_integer() gives, as tensors}:
+                checked against the weights when loading
+    metadata    dt (seconds per step), n_in, input_message_bits, n_classes, class names, epoch,
+                validation/test accuracies, training arguments, versions, creation time
+    history     one dict per epoch (the same as the JSON log)
+
+Loading API for export / deploy: :func:`load_checkpoint` ``(path) -> (model, info)``.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from crsnn import __version__
+from crsnn.atomic_write import write_atomic
+from crsnn.models.integer import Connection, IntegerNetwork, Layer, LIFParams, Recurrence
+from crsnn.models.network import ModelConfig, SpikingNet, build_model
+
+FORMAT = "crsnn-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(Exception):
+    """A checkpoint is missing, unreadable, not a crsnn checkpoint, inconsistent, or float-only
+    where integer state is required. The message is one line."""
+
+
+# --------------------------------------------------------------------------------------------
+# integer network <-> plain dict
+# --------------------------------------------------------------------------------------------
+def _t(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64))
+
+
+def _conn(c: Connection) -> dict:
+    return {"weights": _t(c.weights), "weight_exp": int(c.weight_exp), "num_weight_bits": int(c.num_weight_bits),
+            "sign_mode": int(c.resolved_sign_mode())}
+
+
+def _layer(layer: Layer) -> dict:
+    n = layer.neuron
+    d = {"ff": _conn(layer.ff),
+         "neuron": {"n": n.n, "du": n.du, "dv": n.dv, "vth": n.vth, "bias_mant": _t(n.bias_mant),
+                    "bias_exp": _t(n.bias_exp)},
+         "rec": None}
+    if layer.rec is not None:
+        r = layer.rec
+        d["rec"] = {"delays": _t(r.delays), "kernel": None if r.kernel is None else _t(r.kernel),
+                    "weights": None if r.weights is None else _t(r.weights), "weight_exp": int(r.weight_exp),
+                    "num_weight_bits": int(r.num_weight_bits), "sign_mode": int(r.resolved_sign_mode())}
+    return d
+
+
+def network_to_dict(net: IntegerNetwork) -> dict:
+    return {"n_in": int(net.n_in), "input_message_bits": int(net.input_message_bits),
+            "hidden": [_layer(h) for h in net.hidden], "readout": _layer(net.readout)}
+
+
+def _np(x) -> np.ndarray | None:
+    return None if x is None else x.numpy()
+
+
+def network_from_dict(d: dict, metadata: dict | None = None) -> IntegerNetwork:
+    def layer(ld: dict) -> Layer:
+        ff = Connection(_np(ld["ff"]["weights"]), ld["ff"]["weight_exp"], ld["ff"]["num_weight_bits"],
+                        ld["ff"]["sign_mode"])
+        n = ld["neuron"]
+        nrn = LIFParams(n["n"], n["du"], n["dv"], n["vth"], _np(n["bias_mant"]), _np(n["bias_exp"]))
+        rec = None
+        if ld["rec"] is not None:
+            r = ld["rec"]
+            rec = Recurrence(_np(r["delays"]), _np(r["kernel"]), _np(r["weights"]), r["weight_exp"],
+                             r["num_weight_bits"], r["sign_mode"])
+        return Layer(ff, nrn, rec)
+
+    return IntegerNetwork(d["n_in"], [layer(h) for h in d["hidden"]], layer(d["readout"]), d["input_message_bits"],
+                          metadata=dict(metadata or {}))
+
+
+def networks_equal(a: IntegerNetwork, b: IntegerNetwork) -> bool:
+    """Same integers everywhere (what the simulator and Lava would run)."""
+    da, db = network_to_dict(a), network_to_dict(b)
+
+    def eq(x: Any, y: Any) -> bool:
+        if isinstance(x, dict):
+            return isinstance(y, dict) and x.keys() == y.keys() and all(eq(x[k], y[k]) for k in x)
+        if isinstance(x, list):
+            return isinstance(y, list) and len(x) == len(y) and all(eq(p, q) for p, q in zip(x, y))
+        if torch.is_tensor(x):
+            return torch.is_tensor(y) and x.shape == y.shape and bool(torch.equal(x, y))
+        return x == y
+
+    return eq(da, db)
+
+
+# --------------------------------------------------------------------------------------------
+# save / load
+# --------------------------------------------------------------------------------------------
+def checkpoint_dict(model: SpikingNet, metadata: dict, history: list | None = None) -> dict:
+    """The checkpoint of ``model`` (moved to the CPU) as a plain dict."""
+    model = getattr(model, "module", model)
+    qat = bool(model.qat)
+    meta = {"dt": float(model.config.dt), "n_in": int(model.config.n_in),
+            "input_message_bits": int(model.config.input_message_bits), "n_classes": int(model.config.n_out),
+            "qat": qat, "crsnn_version": __version__, "torch_version": torch.__version__,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(metadata or {})}
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "config": _plain(model.config.to_dict()),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "quant": {"qat": qat, "network": network_to_dict(model.to_integer())},
+        "metadata": _plain(meta),
+        "history": _plain(list(history or [])),
+    }
+
+
+def _plain(x: Any) -> Any:
+    """Only types ``torch.load(weights_only=True)`` accepts (dict/list/str/int/float/bool/None)."""
+    if isinstance(x, dict):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if x is None or type(x) is bool:
+        return x
+    if isinstance(x, str):
+        return str(x)  # also str subclasses such as torch.__version__
+    if isinstance(x, (bool, np.bool_)):
+        return bool(x)
+    if isinstance(x, (int, np.integer)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        return float(x)
+    if torch.is_tensor(x):
+        return x.detach().cpu()
+    return str(x)
+
+
+def save_checkpoint(path: str | os.PathLike, model: SpikingNet, metadata: dict | None = None,
+                    history: list | None = None) -> Path:
+    """Write the checkpoint atomically (temporary file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ckpt = checkpoint_dict(model, metadata or {}, history)
+    write_atomic(path, lambda tmp: torch.save(ckpt, tmp))
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """The raw checkpoint dict (``weights_only=True``), checked to be a crsnn checkpoint."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such file")
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        glob = next((ln.strip() for ln in str(e).splitlines() if "Unsupported global" in ln), None)
+        if glob is not None:  # a real pickle of something else (classes, foreign objects)
+            glob = glob.split("GLOBAL", 1)[-1].split()[0] if "GLOBAL" in glob else glob[:80]
+            raise CheckpointError(f"{path}: not a crsnn checkpoint (it holds pickled objects such as {glob}, "
+                                  "which a weights-only load refuses)") from None
+        raise CheckpointError(f"{path}: unreadable or corrupt checkpoint (not a torch.save file)") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, AttributeError) as e:
+        kind = type(e).__name__
+        raise CheckpointError(f"{path}: unreadable or corrupt checkpoint ({kind})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a crsnn checkpoint (no '{FORMAT}' format tag)")
+    if ckpt.get("version") != VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {ckpt.get('version')!r} is not supported "
+                              f"(this crsnn reads version {VERSION})")
+    for key in ("config", "state_dict", "quant", "metadata"):
+        if not isinstance(ckpt.get(key), dict):
+            raise CheckpointError(f"{path}: corrupt checkpoint (missing or malformed '{key}')")
+    return ckpt
+
+
+def load_checkpoint(path: str | os.PathLike, require_integer: bool = False,
+                    device: str | torch.device = "cpu") -> tuple[SpikingNet, dict]:
+    """Load a checkpoint written by ``crsnn-train``.
+
+    Returns ``(model, info)``: ``model`` a :class:`~crsnn.models.network.SpikingNet` in eval mode
+    with its quantization state (QAT flag, BatchNorm statistics, delay spread) restored, on
+    ``device``; ``info`` a dict with ``config``, ``metadata``, ``history``, ``quantized`` (trained
+    with QAT), ``dt`` (seconds per step), ``n_in`` (input channels), ``input_message_bits``,
+    ``n_classes``, ``path``.
+
+    Raises :class:`CheckpointError` (one-line message) for a missing, corrupt or foreign file, an
+    integer state that does not match the weights, or -- with ``require_integer`` -- a float-only
+    checkpoint (trained without quantization-aware training).
+    """
+    ckpt = read_checkpoint(path)
+    try:
+        config = ModelConfig.from_dict(dict(ckpt["config"]))
+        model = build_model(config)
+        model.load_state_dict(ckpt["state_dict"], strict=True)
+    except (TypeError, ValueError, RuntimeError, KeyError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: corrupt checkpoint (model does not load: {msg[:160]})") from None
+    model.eval()
+    qat = bool(ckpt["quant"].get("qat", False))
+    if require_integer and not qat:
+        raise CheckpointError(f"{path}: float-only checkpoint (trained without quantization-aware training); "
+                              "integer state is required: retrain with --qat-start")
+    try:
+        stored = network_from_dict(ckpt["quant"]["network"])
+        same = networks_equal(stored, model.to_integer())
+    except Exception as e:  # noqa: BLE001 - any failure here means the file is inconsistent
+        raise CheckpointError(f"{path}: corrupt checkpoint (integer state unreadable: {type(e).__name__})") from None
+    if not same:
+        raise CheckpointError(f"{path}: corrupt checkpoint (stored integer state does not match the weights)")
+    model.to(device)
+    meta = dict(ckpt["metadata"])
+    info = {"config": config.to_dict(), "metadata": meta, "history": list(ckpt.get("history") or []),
+            "quantized": qat, "dt": float(meta.get("dt", config.dt)), "n_in": config.n_in,
+            "input_message_bits": config.input_message_bits, "n_classes": config.n_out, "path": str(path),
+            "format_version": ckpt["version"]}
+    return model, info
+
+
+def integer_network(path: str | os.PathLike) -> IntegerNetwork:
+    """The stored integer network of a QAT checkpoint (validated), with metadata."""
+    model, info = load_checkpoint(path, require_integer=True)
+    net = model.to_integer()
+    net.metadata.update({"dt": info["dt"], "source": str(path)})
+    return net
+
+
+def update_metadata(path: str | os.PathLike, extra: dict) -> None:
+    """Add ``extra`` to a checkpoint's metadata (atomic rewrite; nothing else changes)."""
+    path = Path(path)
+    ckpt = read_checkpoint(path)
+    ckpt["metadata"].update(_plain(extra))
+    write_atomic(path, lambda tmp: torch.save(ckpt, tmp))
