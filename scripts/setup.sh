@@ -30,7 +30,9 @@ pip_install -r requirements.txt
 # lava-nc declares Requires-Python <3.11 but runs on 3.11 (see crsnn/lava_compat.py for the
 # one incompatibility, handled at import time); its dependencies are pinned above.
 pip_install --no-deps --ignore-requires-python "$LAVA_SPEC"
-pip_install --no-deps --no-build-isolation -e .
+# Editable install of crsnn (setuptools' generic note about editable installs is silenced:
+# the package_dir mapping in pyproject.toml is what it warns about, and it is intended).
+PYTHONWARNINGS="ignore::UserWarning" pip_install --no-deps --no-build-isolation -e .
 "$VENV/bin/python" - <<'PY'
 import torch, numpy, lava, nir
 assert torch.__version__.startswith("2.13.0"), f"torch was changed to {torch.__version__}"
