@@ -8,7 +8,7 @@ setup:
 	@bash scripts/setup.sh
 
 demo: setup
-	$(PY) -m crsnn.sim.check_lava --networks 6 --seed 0
+	$(PY) -m crsnn.demo
 
 test: setup
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
@@ -16,8 +16,12 @@ test: setup
 test-all: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-bench: setup
+bench: setup  # every figure of the README's results table; about an hour on 2 cores
 	$(PY) bench/sim_vs_lava.py
+	$(PY) bench/crsnn_vs_delrec.py
+	$(PY) bench/train_speed.py
+	$(PY) bench/accuracy.py
+	$(PY) bench/ablation_delays.py
 
 clean:
 	rm -rf .venv .pytest_cache .hypothesis build *.egg-info

@@ -5,21 +5,19 @@ input, 100 steps, 32 samples (defaults). Both executors run the same samples in 
 the spikes and readout are compared (they must be identical) and the throughput of each is
 printed in samples x steps per second, with their ratio. Lava runs the batch as side-by-side
 copies in one run (see crsnn.deploy.lava_network); ``--lava-sequential N`` also times N samples
-run one Lava run each, the naive way. Writes a JSON report with ``--json``.
+run one Lava run each, the naive way. Writes ``bench/results/sim_vs_lava.json`` (or ``--json``).
 
-    .venv/bin/python bench/sim_vs_lava.py [--samples 32] [--steps 100] [--json out.json]
+    .venv/bin/python bench/sim_vs_lava.py [--samples 32] [--steps 100]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import sys
 import time
 
 import numpy as np
+from _common import write_result
 
 from crsnn.deploy.lava_network import run_lava
 from crsnn.sim.compare import compare_runs
@@ -37,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--input-rate", type=float, default=0.02, help="input spike probability per channel and step")
     ap.add_argument("--lava-sequential", type=int, default=2, help="also run this many samples one Lava run each")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--json", help="write the figures to this JSON file")
+    ap.add_argument("--json", help="output JSON (default bench/results/sim_vs_lava.json)")
     args = ap.parse_args(argv)
 
     rng = np.random.default_rng(args.seed)
@@ -74,17 +72,14 @@ def main(argv: list[str] | None = None) -> int:
     ratio = lava_s / sim_s
     print(f"throughput ratio integer simulator / Lava (side by side): {ratio:.1f}x"
           + (f"; / Lava (one run per sample): {seq_s / sim_s:.1f}x" if seq_s else ""))
-    if args.json:
-        report = {
-            "network": {"n_in": 700, "hidden": args.hidden, "n_out": 20, "kernel": args.kernel, "dense": args.dense},
-            "samples": args.samples, "steps": args.steps, "hidden_firing_rates": rates,
-            "sim_s": sim_s, "lava_side_by_side_s": lava_s, "lava_sequential_s_extrapolated": seq_s,
-            "sim_sample_steps_per_s": work / sim_s, "lava_sample_steps_per_s": work / lava_s,
-            "ratio_sim_over_lava": ratio, "mismatching_spikes": mm.spikes, "mismatching_readout": mm.readout_values,
-            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0]},
-        }
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=2)
+    report = {
+        "network": {"n_in": 700, "hidden": args.hidden, "n_out": 20, "kernel": args.kernel, "dense": args.dense},
+        "samples": args.samples, "steps": args.steps, "hidden_firing_rates": rates,
+        "sim_s": sim_s, "lava_side_by_side_s": lava_s, "lava_sequential_s_extrapolated": seq_s,
+        "sim_sample_steps_per_s": work / sim_s, "lava_sample_steps_per_s": work / lava_s,
+        "ratio_sim_over_lava": ratio, "mismatching_spikes": mm.spikes, "mismatching_readout": mm.readout_values,
+    }
+    write_result("sim_vs_lava", report, args.json)
     return 0 if mm.exact else 1
 
 

@@ -197,7 +197,7 @@ def run(args) -> int:
         say("warning: QAT from the first epoch: BatchNorm is folded with its running statistics, which only "
             "float epochs estimate (they stay at mean 0, variance 1); use --qat-start >= 1 or --no-batchnorm")
     meta = {"data": data.source, "n_steps": data.n_steps, "class_names": data.class_names, "seed": args.seed,
-            "world_size": dist.world_size, "argv": sys.argv[1:]}
+            "world_size": dist.world_size, "argv": args.argv}
     result = train(model, data, cfg, args.out, device, dist, meta, printer=say)
     if dist.enabled:
         torch.distributed.barrier()
@@ -233,6 +233,7 @@ def _update_log(path: Path, test: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return run(args)
     except (CheckpointError, DataError, UsageError) as e:

@@ -305,3 +305,39 @@ def synthesize_benchmark(
     summary["speech_seconds"] = t_speech
     summary["synthesizer"] = provenance["synthesizer"]
     return summary
+
+
+def existing_benchmark(out_dir: str | os.PathLike, config: SynthConfig = SynthConfig()) -> bool:
+    """True when ``out_dir`` already holds ``train.h5`` and ``test.h5`` synthesized with exactly
+    ``config`` (same seed, sizes and front end) by this format version (read from their provenance)."""
+    import json
+
+    import h5py
+
+    want = json.loads(json.dumps(config.to_dict()))
+    for split in ("train", "test"):
+        path = Path(out_dir) / f"{split}.h5"
+        try:
+            with h5py.File(path, "r") as f:
+                prov = json.loads(f.attrs["crsnn_synth"])
+        except (OSError, KeyError, ValueError):
+            return False
+        if prov.get("format_version") != FORMAT_VERSION or prov.get("config") != want:
+            return False
+    return True
+
+
+def ensure_benchmark(out_dir: str | os.PathLike, config: SynthConfig = SynthConfig(), workers: int | None = None,
+                     progress: bool = True, log=print) -> Path:
+    """Synthesize the benchmark into ``out_dir`` unless :func:`existing_benchmark` finds it there
+    (the generator is deterministic: the same config gives byte-identical files). Returns the folder."""
+    out_dir = Path(out_dir)
+    if existing_benchmark(out_dir, config):
+        log(f"data: reusing {out_dir} ({config.per_class} per class, seed {config.seed})")
+        return out_dir
+    log(f"data: synthesizing the offline spoken-digit benchmark into {out_dir} "
+        f"({config.per_class} per class, seed {config.seed})")
+    s = synthesize_benchmark(out_dir, config, workers=workers, progress=progress)
+    log(f"data: {s['files']['train']['samples']} train / {s['files']['test']['samples']} test samples "
+        f"in {s['seconds']:.0f} s")
+    return out_dir

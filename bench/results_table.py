@@ -1,0 +1,136 @@
+"""Render the README's results table from ``bench/results/*.json`` (what the other scripts wrote).
+
+    .venv/bin/python bench/results_table.py            # print the Markdown
+    .venv/bin/python bench/results_table.py --readme   # replace the table in README.md in place
+
+Every number in the table is read from a result file; a missing file leaves its rows out and says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from _common import REPO, RESULTS
+
+BEGIN, END = "<!-- results:begin (bench/results_table.py) -->", "<!-- results:end -->"
+
+
+def _load(name: str) -> dict | None:
+    p = RESULTS / f"{name}.json"
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f} %"
+
+
+def _pm(m: float, s: float) -> str:
+    return f"{100 * m:.1f} ± {100 * s:.1f} %"
+
+
+def render() -> str:
+    out, missing, machines = [], [], {}
+    row = out.append
+
+    row("| figure | result | reproduce |")
+    row("|---|---|---|")
+    r = _load("sim_vs_lava")
+    if r:
+        machines[r["machine"]["cpu"]] = r["machine"]
+        net = " → ".join(map(str, [r["network"]["n_in"], *r["network"]["hidden"], r["network"]["n_out"]]))
+        seq = r["lava_sequential_s_extrapolated"]
+        row(f"| (a) integer simulator vs Lava `Loihi2SimCfg`, {net} CRSNN, {r['steps']} steps × {r['samples']} samples "
+            f"| **{r['ratio_sim_over_lava']:.0f}×** faster than Lava side by side"
+            + (f", {seq / r['sim_s']:.0f}× than one Lava run per sample" if seq else "")
+            + f" ({r['sim_sample_steps_per_s']:,.0f} vs {r['lava_sample_steps_per_s']:,.0f} sample-steps/s); "
+            f"{r['mismatching_spikes']} mismatching spikes | `{r['command']}` |")
+    else:
+        missing.append("sim_vs_lava")
+    r = _load("crsnn_vs_delrec")
+    if r:
+        machines[r["machine"]["cpu"]] = r["machine"]
+        by = {(x["model"], x["n"]): x for x in r["rows"]}
+        for n in sorted({x["n"] for x in r["rows"]}):
+            c, d = by[("crsnn", n)], by[("delrec", n)]
+            row(f"| (b) CRSNN vs DelRec, 2 × {n} neurons | recurrent parameters {c['recurrent_parameters']:,} vs "
+                f"{d['recurrent_parameters']:,} (**{d['recurrent_parameters'] / c['recurrent_parameters']:.0f}× fewer**, "
+                f"total {c['parameters']:,} vs {d['parameters']:,}); inference CRSNN/DelRec speed: torch float "
+                f"{c['torch_float_samples_per_s'] / d['torch_float_samples_per_s']:.2f}×, torch QAT "
+                f"{c['torch_qat_samples_per_s'] / d['torch_qat_samples_per_s']:.2f}×, integer simulator "
+                f"{c['integer_sim_samples_per_s'] / d['integer_sim_samples_per_s']:.2f}× "
+                f"({c['integer_sim_samples_per_s']:,.0f} vs {d['integer_sim_samples_per_s']:,.0f} samples/s) "
+                f"| `{r['command']}` |")
+    else:
+        missing.append("crsnn_vs_delrec")
+    r = _load("train_speed")
+    if r:
+        machines[r["machine"]["cpu"]] = r["machine"]
+        size = " × ".join(map(str, r["hidden"]))
+        parts = []
+        for model in ("crsnn", "delrec"):
+            rows = [x for x in r["rows"] if x["model"] == model]
+            fl = [x for x in rows if x["mode"] == "float"]
+            q = [x for x in rows if x["mode"] == "qat"][0]
+            parts.append(f"{'CRSNN' if model == 'crsnn' else 'DelRec'} float {fl[0]['train_samples_per_s']:.0f}–"
+                         f"{fl[-1]['train_samples_per_s']:.0f} (σ = {fl[0]['sigma']:g} → {fl[-1]['sigma']:g}), "
+                         f"QAT {q['train_samples_per_s']:.0f}")
+        row(f"| (c) training throughput, {size}, T = {r['steps']}, batch {r['batch']}, {r['threads']} thread "
+            f"| samples/s: {'; '.join(parts)} | `{r['command']}` |")
+    else:
+        missing.append("train_speed")
+    r = _load("ablation_delays")
+    if r:
+        machines[r["machine"]["cpu"]] = r["machine"]
+        s = r["summary"]
+        label = {"learned": "learned delays", "fixed": "fixed random delays", "none": "no delays"}
+        cells = "; ".join(f"{label[v]} **{_pm(s[v]['integer_mean'], s[v]['integer_std'])}**" for v in s)
+        row(f"| (d) ablation, CRSNN 2 × 128 on the offline spoken digits, seeds {', '.join(map(str, r['seeds']))} "
+            f"(integer model, test split) | {cells} | `{r['command']}` |")
+    else:
+        missing.append("ablation_delays")
+    r = _load("accuracy")
+    if r:
+        machines[r["machine"]["cpu"]] = r["machine"]
+        for model, x in r["rows"].items():
+            name = "CRSNN" if model == "crsnn" else "DelRec"
+            row(f"| (e) {name} {' × '.join(map(str, r['hidden']))}, offline spoken digits, {x['test_samples']} test "
+                f"samples | float {_pct(x['float'])} · QAT {_pct(x['qat'])} · integer {_pct(x['integer'])} · "
+                f"Lava **{_pct(x['lava'])}**; Lava vs integer: {x['mismatching_spikes']} mismatching spikes of "
+                f"{x['spike_slots_compared']:,} | `{r['command']}` |")
+    else:
+        missing.append("accuracy")
+    for m in machines.values():
+        row("")
+        row(f"Measured on {m['cpu']}, {m['cpus_visible']} cores visible, Python {m['python']}, torch {m['torch']}, "
+            f"{m['date']}; every figure is read from `bench/results/*.json` by `bench/results_table.py`.")
+        break
+    if missing:
+        row("")
+        row(f"Not measured yet: {', '.join(missing)} (run the scripts named above).")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--readme", action="store_true", help="replace the table in README.md")
+    args = ap.parse_args(argv)
+    table = render()
+    if not args.readme:
+        print(table)
+        return 0
+    readme = REPO / "README.md"
+    text = readme.read_text()
+    if BEGIN not in text or END not in text:
+        print(f"README.md has no {BEGIN} ... {END} block", file=sys.stderr)
+        return 1
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    readme.write_text(f"{head}{BEGIN}\n{table}\n{END}{tail}")
+    print("README.md: results table updated")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
