@@ -69,7 +69,9 @@ def train_run(argv: list[str], out: Path) -> dict:
     import subprocess
 
     argv = [*argv, "--out", str(out)]
-    log = out.with_name(out.stem + ".log.json")
+    from crsnn.train.loop import log_path_for
+
+    log = log_path_for(out)
     if log.exists():
         d = json.loads(log.read_text())
         if _same_args(d.get("metadata", {}).get("argv") or [], argv) and "test" in d:

@@ -62,8 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.docs and model == "crsnn":
             docs = Path(args.docs)
             docs.mkdir(parents=True, exist_ok=True)
-            m, info = load_checkpoint(ckpt, require_integer=True)
-            plot_training(info["history"], docs / "training_curve.png",
+            m, _ = load_checkpoint(ckpt, require_integer=True)
+            plot_training(log["epochs"], docs / "training_curve.png",
                           f"CRSNN {' x '.join(map(str, args.hidden))}, offline spoken digits (seed {args.seed})")
             init = m.config.delay_init
             plot_delays(m.to_integer(), docs / "delays.png", "CRSNN: learned integer axonal delays",

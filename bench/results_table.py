@@ -86,6 +86,9 @@ def render() -> str:
         s = r["summary"]
         label = {"learned": "learned delays", "fixed": "fixed random delays", "none": "no delays"}
         cells = "; ".join(f"{label[v]} **{_pm(s[v]['integer_mean'], s[v]['integer_std'])}**" for v in s)
+        if "learned" in s:
+            cells += (f" (learned delays moved {s['learned']['mean_delay_change_steps']:.1f} steps on average from "
+                      "their random initial values)")
         row(f"| (d) ablation, CRSNN 2 × 128 on the offline spoken digits, seeds {', '.join(map(str, r['seeds']))} "
             f"(integer model, test split) | {cells} | `{r['command']}` |")
     else:

@@ -56,6 +56,7 @@ def run(args: argparse.Namespace) -> dict:
     from crsnn.train.checkpoint import load_checkpoint
     from crsnn.train.cli import main as train_main
     from crsnn.train.data.synth import SynthConfig, ensure_benchmark
+    from crsnn.train.loop import log_path_for
     from crsnn.train.plots import plot_delays, plot_training
 
     t0 = time.perf_counter()
@@ -87,7 +88,8 @@ def run(args: argparse.Namespace) -> dict:
 
     _step(5, n, "plots and the Loihi 2 resource report")
     model, info = load_checkpoint(ckpt, require_integer=True)
-    curves = plot_training(info["history"], out / "training.png",
+    log = json.loads(log_path_for(ckpt).read_text())  # every epoch, not just the best
+    curves = plot_training(log["epochs"], out / "training.png",
                            f"CRSNN {' x '.join(map(str, args.hidden))} on the offline spoken digits")
     init = model.config.delay_init
     delays = plot_delays(model.to_integer(), out / "delays.png", "learned integer axonal delays (as deployed)",
@@ -105,7 +107,7 @@ def run(args: argparse.Namespace) -> dict:
         "lava_samples_per_s": rep["samples_per_s"]["lava"],
         "integer_samples_per_s": rep["samples_per_s"]["integer"],
         "files": {"data": [str(data / "train.h5"), str(data / "test.h5")], "checkpoint": str(ckpt),
-                  "training log": str(ckpt.with_name(ckpt.stem + ".log.json")), "nir": str(nir_path),
+                  "training log": str(log_path_for(ckpt)), "nir": str(nir_path),
                   "plots": [str(curves), str(delays), rep["raster_png"]],
                   "reports": [str(out / "verify.json"), str(out / "loihi2_report.json"), str(out / "summary.json")]},
     }

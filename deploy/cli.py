@@ -23,6 +23,16 @@ class CommandError(RuntimeError):
     """A user error: printed as one line, exit status 2."""
 
 
+def _count(text: str) -> int | None:
+    """``-n`` values: a positive integer, or ``all`` (None)."""
+    if text == "all":
+        return None
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number of samples or 'all', got {text}")
+    return n
+
+
 def _fail(prog: str, exc: Exception) -> int:
     print(f"{prog}: error: {exc}".replace("\n", " "), file=sys.stderr)
     return 2
@@ -155,7 +165,7 @@ def verify_main(argv: list[str] | None = None) -> int:
     ap.add_argument("checkpoint", help="model.pt from crsnn-train")
     ap.add_argument("nir", help="out.nir from crsnn-export")
     ap.add_argument("--data", required=True, help="SHD-layout .h5 file or directory, or synthetic[:...]")
-    ap.add_argument("-n", type=int, default=64, help="test samples (default 64)")
+    ap.add_argument("-n", type=_count, default=64, help="test samples, or 'all' (default 64)")
     ap.add_argument("--out", default=None, help="prefix of the PNG/JSON report (default: next to the NIR file)")
     ap.add_argument("--chunk", type=int, default=32, help="samples side by side per Lava run (default 32)")
     _binning_args(ap)

@@ -105,13 +105,13 @@ def integer_taps(delays: torch.Tensor, dtype: torch.dtype) -> Taps:
 # --------------------------------------------------------------------------------------------
 # Convolution over the neuron axis as k shifted multiply-adds, (N, B) blocks
 # --------------------------------------------------------------------------------------------
-def conv_rows(z: torch.Tensor, kernel: list[float]) -> torch.Tensor:
-    """``out[i] = sum_m K[m] * z[i + m - c]`` (c = (k-1)//2, zero outside) over dim 0."""
+def _shifted_sum(z: torch.Tensor, kernel: list[float], direction: int) -> torch.Tensor:
+    """``out[i] = sum_m K[m] * z[i + direction * (m - c)]`` over dim 0 (zero outside)."""
     n = z.shape[0]
     c = (len(kernel) - 1) // 2
     out = z * kernel[c]
     for m, km in enumerate(kernel):
-        off = m - c
+        off = direction * (m - c)
         if off == 0 or abs(off) >= n or km == 0:
             continue
         if off > 0:
@@ -121,20 +121,14 @@ def conv_rows(z: torch.Tensor, kernel: list[float]) -> torch.Tensor:
     return out
 
 
+def conv_rows(z: torch.Tensor, kernel: list[float]) -> torch.Tensor:
+    """``out[i] = sum_m K[m] * z[i + m - c]`` (c = (k-1)//2, zero outside) over dim 0."""
+    return _shifted_sum(z, kernel, 1)
+
+
 def conv_rows_t(g: torch.Tensor, kernel: list[float]) -> torch.Tensor:
     """Transpose of :func:`conv_rows`: ``out[i + m - c] += K[m] * g[i]``."""
-    n = g.shape[0]
-    c = (len(kernel) - 1) // 2
-    out = g * kernel[c]
-    for m, km in enumerate(kernel):
-        off = m - c
-        if off == 0 or abs(off) >= n or km == 0:
-            continue
-        if off > 0:
-            out[off:].add_(g[: n - off], alpha=km)
-        else:
-            out[: n + off].add_(g[-off:], alpha=km)
-    return out
+    return _shifted_sum(g, kernel, -1)
 
 
 def conv_kernel_grad(gr: torch.Tensor, z: torch.Tensor, k: int) -> torch.Tensor:

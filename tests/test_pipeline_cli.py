@@ -124,3 +124,13 @@ def test_run_on_lava_and_sim_agree_and_report_measures_synops(trained, tmp_path,
     assert report_main([str(path), "--data", DATA, "-n", "8"]) == 0
     out = capsys.readouterr().out
     assert "synaptic ops per sample" in out and "conv k=3" in out
+
+
+def test_verify_sample_count_accepts_all_and_refuses_non_positive(trained, tmp_path, capsys):
+    from crsnn.deploy.cli import _count
+
+    assert _count("all") is None and _count("5") == 5
+    with pytest.raises(SystemExit) as exc:
+        verify_main([str(trained["crsnn"][0]), str(trained["crsnn"][1]), "--data", DATA, "-n", "0"])
+    assert exc.value.code == 2
+    assert "positive number of samples or 'all'" in capsys.readouterr().err

@@ -22,6 +22,14 @@ def _pyplot():
     return plt
 
 
+def _save(fig, path: str | os.PathLike) -> Path:
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+    return path
+
+
 def plot_training(history: Sequence[dict[str, Any]], path: str | os.PathLike, title: str = "") -> Path:
     """Three panels over epochs: train/valid loss; train/valid accuracy (QAT epochs shaded, the best
     checkpoint marked); the delay spread ``sigma`` (steps) and each layer's mean/min/max delay
@@ -59,11 +67,7 @@ def plot_training(history: Sequence[dict[str, Any]], path: str | os.PathLike, ti
     ax.set_xlabel("epoch")
     ax.legend(fontsize=8)
     fig.suptitle(title or "training")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_delays(net: IntegerNetwork, path: str | os.PathLike, title: str = "",
@@ -84,8 +88,4 @@ def plot_delays(net: IntegerNetwork, path: str | os.PathLike, title: str = "",
     ax.set_xlim(-1, L2.DELAY_MAX + 1)
     ax.legend(fontsize=8)
     ax.set_title(title or "learned integer delays")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
