@@ -16,7 +16,7 @@ test: setup
 test-all: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-bench: setup  # every figure of the README's results table; about an hour on 2 cores
+bench: setup  # every figure of the README results table; about 40 min on 2 cores
 	$(PY) bench/sim_vs_lava.py
 	$(PY) bench/crsnn_vs_delrec.py
 	$(PY) bench/train_speed.py
