@@ -123,20 +123,22 @@ def checkpoint_dict(model: SpikingNet, metadata: dict, history: list | None = No
     return {
         "format": FORMAT,
         "version": VERSION,
-        "config": _plain(model.config.to_dict()),
+        "config": plain_values(model.config.to_dict()),
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "quant": {"qat": qat, "network": network_to_dict(model.to_integer())},
-        "metadata": _plain(meta),
-        "history": _plain(list(history or [])),
+        "metadata": plain_values(meta),
+        "history": plain_values(list(history or [])),
     }
 
 
-def _plain(x: Any) -> Any:
-    """Only types ``torch.load(weights_only=True)`` accepts (dict/list/str/int/float/bool/None)."""
+def plain_values(x: Any, keep_tensors: bool = True) -> Any:
+    """Only types ``torch.load(weights_only=True)`` accepts (dict/list/str/int/float/bool/None,
+    and tensors, moved to the CPU); with ``keep_tensors=False`` only JSON types (tensors and
+    anything else become ``str``)."""
     if isinstance(x, dict):
-        return {str(k): _plain(v) for k, v in x.items()}
+        return {str(k): plain_values(v, keep_tensors) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_plain(v) for v in x]
+        return [plain_values(v, keep_tensors) for v in x]
     if x is None or type(x) is bool:
         return x
     if isinstance(x, str):
@@ -147,7 +149,7 @@ def _plain(x: Any) -> Any:
         return int(x)
     if isinstance(x, (float, np.floating)):
         return float(x)
-    if torch.is_tensor(x):
+    if keep_tensors and torch.is_tensor(x):
         return x.detach().cpu()
     return str(x)
 
@@ -247,5 +249,5 @@ def update_metadata(path: str | os.PathLike, extra: dict) -> None:
     """Add ``extra`` to a checkpoint's metadata (atomic rewrite; nothing else changes)."""
     path = Path(path)
     ckpt = read_checkpoint(path)
-    ckpt["metadata"].update(_plain(extra))
+    ckpt["metadata"].update(plain_values(extra))
     write_atomic(path, lambda tmp: torch.save(ckpt, tmp))

@@ -65,13 +65,6 @@ class DataBundle:
         return self.splits[name]
 
 
-def _rank_order(n: int, epoch: int, seed: int, shuffle: bool, rank: int, world_size: int, pad: bool) -> np.ndarray:
-    order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
-    if pad and world_size > 1 and n > 0:
-        order = np.concatenate([order, np.resize(order, (-n) % world_size)])
-    return order[rank::world_size]
-
-
 class ArraySplit:
     """An in-memory split: ``x`` uint8 (N, T, C), ``y`` int64 (N,)."""
 
@@ -91,10 +84,12 @@ class ArraySplit:
             yield torch.from_numpy(self.x[p]), torch.from_numpy(self.y[p])
 
     def train_batches(self, batch_size, epoch, rank=0, world_size=1):
-        return self._batches(_rank_order(len(self), epoch, self.seed, True, rank, world_size, True), batch_size)
+        from .data.dataset import shard_indices
+
+        return self._batches(shard_indices(len(self), epoch, self.seed, True, rank, world_size), batch_size)
 
     def eval_batches(self, batch_size, rank=0, world_size=1):
-        return self._batches(_rank_order(len(self), 0, 0, False, rank, world_size, False), batch_size)
+        return self._batches(np.arange(rank, len(self), world_size), batch_size)
 
     def max_count(self) -> int:
         return int(self.x.max()) if self.x.size else 0

@@ -12,14 +12,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from crsnn.atomic_write import write_json_atomic
 from crsnn.models.network import SpikingNet
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, plain_values, save_checkpoint
 from .datasets import DataBundle
 
 MODES = ("float", "qat", "integer")
@@ -161,10 +160,6 @@ def _delay_stats(model: SpikingNet) -> dict:
     return out
 
 
-def _write_json(path: Path, obj) -> None:
-    write_json_atomic(path, obj)
-
-
 def log_path_for(out: str | os.PathLike) -> Path:
     """``model.pt`` -> ``model.log.json`` (next to the checkpoint)."""
     p = Path(out)
@@ -257,24 +252,13 @@ def train(model: SpikingNet, data: DataBundle, cfg: TrainConfig, out: str | os.P
             if improved:
                 save_checkpoint(out, model, {**meta, "epoch": epoch + 1, "valid_acc": val.acc, "valid_loss": val.loss,
                                              "phase": phase}, history)
-            _write_json(log_path, {"checkpoint": str(out), "metadata": _jsonable(meta), "epochs": history})
+            write_json_atomic(log_path, {"checkpoint": str(out), "metadata": plain_values(meta, keep_tensors=False),
+                                         "epochs": history})
         if callback is not None:
             callback(rec, model)
         if dist.enabled:
             torch.distributed.barrier()
     return TrainResult(best[2] + 1, best[0], history, str(out))
-
-
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, (str, int, float, bool)) or x is None:
-        return x
-    if isinstance(x, (np.integer, np.floating)):
-        return x.item()
-    return str(x)
 
 
 def evaluate_checkpoint(path: str | os.PathLike, data: DataBundle, batch_size: int = 256, device="cpu",
