@@ -20,8 +20,7 @@ from _common import REPO, WORK, digits, train_run, write_result
 
 from crsnn.deploy.cli import verify
 from crsnn.export.cli import main as export_main
-from crsnn.train.checkpoint import load_checkpoint
-from crsnn.train.plots import plot_delays, plot_training
+from crsnn.train.plots import plot_checkpoint
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,12 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.docs and model == "crsnn":
             docs = Path(args.docs)
             docs.mkdir(parents=True, exist_ok=True)
-            m, _ = load_checkpoint(ckpt, require_integer=True)
-            plot_training(log["epochs"], docs / "training_curve.png",
-                          f"CRSNN {' x '.join(map(str, args.hidden))}, offline spoken digits (seed {args.seed})")
-            init = m.config.delay_init
-            plot_delays(m.to_integer(), docs / "delays.png", "CRSNN: learned integer axonal delays",
-                        init_range=(init[1], init[2]) if init[0] == "uniform" else None)
+            plot_checkpoint(ckpt, docs / "training_curve.png", docs / "delays.png",
+                            f"CRSNN {' x '.join(map(str, args.hidden))}, offline spoken digits (seed {args.seed})",
+                            "CRSNN: learned integer axonal delays")
             shutil.copyfile(rep["raster_png"], docs / "lava_vs_integer_raster.png")
             print(f"wrote {docs}/training_curve.png, delays.png, lava_vs_integer_raster.png")
 

@@ -53,11 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> dict:
     from crsnn.deploy.cli import CommandError, report_main, verify
     from crsnn.export.cli import main as export_main
-    from crsnn.train.checkpoint import load_checkpoint
     from crsnn.train.cli import main as train_main
     from crsnn.train.data.synth import SynthConfig, ensure_benchmark
     from crsnn.train.loop import log_path_for
-    from crsnn.train.plots import plot_delays, plot_training
+    from crsnn.train.plots import plot_checkpoint
 
     t0 = time.perf_counter()
     out = Path(args.out)
@@ -87,16 +86,12 @@ def run(args: argparse.Namespace) -> dict:
         raise DemoError(f"crsnn-verify: {exc}") from None
 
     _step(5, n, "plots and the Loihi 2 resource report")
-    model, info = load_checkpoint(ckpt, require_integer=True)
-    log = json.loads(log_path_for(ckpt).read_text())  # every epoch, not just the best
-    curves = plot_training(log["epochs"], out / "training.png",
-                           f"CRSNN {' x '.join(map(str, args.hidden))} on the offline spoken digits")
-    init = model.config.delay_init
-    delays = plot_delays(model.to_integer(), out / "delays.png", "learned integer axonal delays (as deployed)",
-                         init_range=(init[1], init[2]) if init[0] == "uniform" else None)
+    curves, delays = plot_checkpoint(ckpt, out / "training.png", out / "delays.png",
+                                     f"CRSNN {' x '.join(map(str, args.hidden))} on the offline spoken digits",
+                                     "learned integer axonal delays (as deployed)")
     _call("crsnn-report", report_main, [str(nir_path), "--data", str(data), "--json", str(out / "loihi2_report.json")])
 
-    test = info["metadata"].get("test", {})
+    test = json.loads(log_path_for(ckpt).read_text()).get("test", {})
     summary = {
         "seconds": time.perf_counter() - t0,
         "test_samples": rep["samples"],

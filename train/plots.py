@@ -89,3 +89,21 @@ def plot_delays(net: IntegerNetwork, path: str | os.PathLike, title: str = "",
     ax.legend(fontsize=8)
     ax.set_title(title or "learned integer delays")
     return _save(fig, path)
+
+
+def plot_checkpoint(checkpoint: str | os.PathLike, training_png: str | os.PathLike, delays_png: str | os.PathLike,
+                    training_title: str = "", delays_title: str = "") -> tuple[Path, Path]:
+    """:func:`plot_training` from every epoch of the run's JSON log (the checkpoint's own history
+    stops at its best epoch) and :func:`plot_delays` of its integer network, with the initial
+    delay range of a uniform ``delay_init``. Returns the two PNG paths."""
+    import json
+
+    from .checkpoint import load_checkpoint
+    from .loop import log_path_for
+
+    model, _ = load_checkpoint(checkpoint, require_integer=True)
+    epochs = json.loads(log_path_for(checkpoint).read_text())["epochs"]
+    init = model.config.delay_init
+    return (plot_training(epochs, training_png, training_title),
+            plot_delays(model.to_integer(), delays_png, delays_title,
+                        init_range=(init[1], init[2]) if init[0] == "uniform" else None))
