@@ -4,6 +4,8 @@ Subcommands::
 
     crsnn-data synth --out DIR [--per-class N] [--seed S]   offline spoken-digit benchmark
     crsnn-data encode WAV_DIR --out FILE.h5                  your WAV files -> spikes
+    crsnn-data encode WAV_DIR --label-pattern '^(\\d+)_' --speaker-pattern '^\\d+_([a-z]+)_' \\
+        --test-speakers theo --out DIR                       named files, speaker-disjoint split
     crsnn-data show FILE.h5 [--index I] [--png PATH]         statistics + spike raster PNG
     crsnn-data baseline DIR | TRAIN.h5 TEST.h5               logistic-regression baseline
 """
@@ -37,11 +39,17 @@ def _encode(args: argparse.Namespace) -> int:
     from .encode import encode_folder
 
     level = None if args.keep_level else args.level_db
+    test = None if args.test_speakers is None else args.test_speakers.split(",")
     s = encode_folder(args.wav_dir, args.out, seed=args.seed, level_db=level,
-                      max_duration=args.max_duration, workers=args.workers, progress=not args.quiet)
-    print(f"{s['path']}: {s['samples']} samples, {len(s['classes'])} classes "
-          f"({', '.join(s['classes'])}), {s['mean_spikes']:.0f} spikes/sample, "
-          f"{s['bytes'] / 1e6:.2f} MB, {s['seconds']:.1f} s")
+                      max_duration=args.max_duration, workers=args.workers, progress=not args.quiet,
+                      label_pattern=args.label_pattern, speaker_pattern=args.speaker_pattern,
+                      test_speakers=test)
+    speakers = f", {len(s['speakers'])} speakers" if s["speakers"] else ""
+    print(f"{s['samples']} samples, {len(s['classes'])} classes ({', '.join(s['classes'])}){speakers}, "
+          f"{s['mean_spikes']:.0f} spikes/sample, {s['mean_duration_s']:.2f} s/sample, in {s['seconds']:.1f} s")
+    for split, f in s["files"].items():
+        who = f", speakers {', '.join(f['speakers'])}" if f["speakers"] else ""
+        print(f"  {f['path']}: {f['samples']} samples{who}, {f['bytes'] / 1e6:.2f} MB")
     return 0
 
 
@@ -89,14 +97,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(fn=_synth)
 
-    e = sub.add_parser("encode", help="encode WAV_DIR/<class>/*.wav into an SHD-layout file")
+    e = sub.add_parser("encode", help="encode WAV files (class folders or named files) into SHD-layout files",
+                       description="Encode WAV_DIR/<class>/*.wav, or with --label-pattern every *.wav below "
+                                   "WAV_DIR, into 700-channel cochlea spikes in SHD's layout.")
     e.add_argument("wav_dir", type=Path)
-    e.add_argument("--out", required=True, type=Path)
+    e.add_argument("--out", required=True, type=Path,
+                   help="output .h5 file; with --test-speakers a folder (train.h5, test.h5)")
+    e.add_argument("--label-pattern", metavar="REGEX", default=None,
+                   help="class = first group of re.search(REGEX, file name), e.g. '^(\\d+)_' for "
+                        "FSDD's {digit}_{speaker}_{index}.wav (default: the class folders)")
+    e.add_argument("--speaker-pattern", metavar="REGEX", default=None,
+                   help="speaker = first group of re.search(REGEX, file name), stored in extra/speaker "
+                        "(ids; names in the attribute speaker_names), e.g. '^\\d+_([a-z]+)_'")
+    e.add_argument("--test-speakers", metavar="A,B", default=None,
+                   help="write --out/train.h5 (other speakers) and --out/test.h5 (these speakers)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--level-db", type=float, default=0.0, help="normalised active RMS (dB re. 1)")
     e.add_argument("--keep-level", action="store_true", help="do not normalise the level")
-    e.add_argument("--max-duration", type=float, default=None, help="seconds kept per file")
-    e.add_argument("--workers", type=int, default=None)
+    e.add_argument("--max-duration", type=float, default=None, help="seconds kept per file (default: all)")
+    e.add_argument("--workers", type=int, default=None, help="processes (default: CPU count, at most 8)")
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(fn=_encode)
 

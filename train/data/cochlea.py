@@ -2,11 +2,12 @@
 
 Stages (per channel ``c``):
 
-1. Gammatone band-pass filter (4th order, Slaney's cascade of four biquads, designed and run in
-   float64 so that it stays stable at low centre frequencies) centred on the best frequency
-   ``cf[c] = cf_max * exp(-cf_decay * c)`` (20.6 kHz * exp(-0.00757 c): channel 0 is the HIGH
-   end, as in SHD), clamped to ``[cf_min, 0.45 fs]``. Low channels are filtered at a decimated
-   rate (multi-rate bank) to save time.
+1. Gammatone band-pass filter (4th order, Slaney's cascade of four biquads, designed in float64)
+   centred on the best frequency ``cf[c] = cf_max * exp(-cf_decay * c)`` (20.6 kHz *
+   exp(-0.00757 c): channel 0 is the HIGH end, as in SHD), clamped to ``[cf_min, 0.45 fs]``.
+   Low channels are filtered at a decimated rate (multi-rate bank) to save time. The filters
+   run as their impulse responses (cut where 1e-7 of the l2 norm is left) by batched FFT
+   convolution in float32, all channels of a rate at once (:func:`envelopes`).
 2. Half-wave rectification, block averaging down to the envelope rate ``env_fs_hz`` and a
    2nd-order low-pass at ``lowpass_hz`` (hair-cell loss of phase locking).
 3. Threshold and compression ``d = max((e / reference) ** power - 1, 0)`` (``reference`` is
@@ -14,7 +15,8 @@ Stages (per channel ``c``):
    ``d / (1 + k * m)`` where ``m`` is ``d`` low-passed with time constant ``adapt_tau_s``.
 4. Firing rate ``rate_cap * tanh(gain * d / rate_cap)`` in Hz (soft cap).
 5. A renewal process (gamma-distributed inter-spike intervals of shape ``isi_shape`` in the
-   rate-rescaled time) gives the spike times.
+   rate-rescaled time) gives the spike times. Stages 3-5 visit only the (channel, sample)
+   entries above the threshold (:class:`SparseRates`).
 
 It reproduces the coarse spectro-temporal structure of SHD's inputs, not the fine timing of the
 original Lauscher model. Input audio is a float array in arbitrary units: :func:`encode` scales
@@ -28,6 +30,7 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 
 import numpy as np
+from scipy import fft as sfft
 from scipy import signal
 
 
@@ -88,9 +91,54 @@ def gammatone_sos(cf: float, fs: float) -> np.ndarray:
     return sos
 
 
+#: Relative l2 norm of the impulse-response tail that the FIR truncation drops (see :func:`envelopes`).
+IR_TAIL = 1e-7
+#: Most float32 values one batch of :func:`envelopes` holds (bounds its memory to ~64 MB).
+_BATCH_VALUES = 1 << 23
+#: Samples per block of :func:`lfilter_blocked`.
+_IIR_BLOCK = 32
+
+
+def impulse_response(sos: np.ndarray, tail: float = IR_TAIL) -> np.ndarray:
+    """Impulse response of a gammatone (:func:`gammatone_sos`), float64 ``(L,)``, cut after the
+    last sample whose remaining tail still holds ``tail`` of the response's l2 norm.
+
+    The four sections share the pole pair ``r exp(+-i w)`` (``r**2`` is each section's ``a2``), so
+    the response decays like ``n**3 r**n``; it is computed for ``40 / -log(r)`` samples (where that
+    envelope is below 1e-12 of its peak) before it is cut.
+    """
+    r = math.sqrt(float(sos[0, 5]))
+    impulse = np.zeros(int(math.ceil(40.0 / -math.log(r))) + 16)
+    impulse[0] = 1.0
+    h = signal.sosfilt(sos, impulse)
+    energy_after = np.cumsum((h * h)[::-1])[::-1]  # energy_after[m] = sum(h[m:] ** 2)
+    keep = int(np.argmax(energy_after <= tail * tail * energy_after[0]))
+    return h[: max(keep, 1)]
+
+
+@dataclass(frozen=True)
+class _Tier:
+    """Channels filtered at the rate ``fs_hz / 2**k``.
+
+    Attributes:
+        k: rate index.
+        start, stop: the tier's channels are ``start..stop-1`` (a contiguous range: cf decreases
+            with the channel index).
+        step: tier samples per envelope sample.
+        irs: float64 ``(stop - start, taps)`` truncated impulse responses, zero-padded.
+    """
+
+    k: int
+    start: int
+    stop: int
+    step: int
+    irs: np.ndarray
+
+
 @lru_cache(maxsize=4)
-def _bank(params: CochleaParams) -> tuple:
-    """Per tier k (rate fs/2^k): channel indices, their filters, decimation step to env_fs."""
+def _bank(params: CochleaParams) -> tuple[_Tier, ...]:
+    """The filterbank, tier by tier, lowest rate first. A channel is filtered at the lowest rate
+    ``fs/2^k`` with ``cf <= tier_ratio * rate`` (the highest channels at ``fs``)."""
     cf = best_frequencies(params)
     dec_total = params.fs_hz / params.env_fs_hz
     n_tiers = 1
@@ -104,10 +152,65 @@ def _bank(params: CochleaParams) -> tuple:
         assigned[chans] = True
         if chans.size == 0:
             continue
-        filters = [gammatone_sos(float(cf[c]), rate) for c in chans]
-        step = int(round(rate / params.env_fs_hz))
-        tiers.append((k, chans, filters, step))
+        hs = [impulse_response(gammatone_sos(float(cf[c]), rate)) for c in chans]
+        irs = np.zeros((chans.size, max(h.size for h in hs)))
+        for i, h in enumerate(hs):
+            irs[i, : h.size] = h
+        tiers.append(_Tier(k, int(chans[0]), int(chans[-1]) + 1, int(round(rate / params.env_fs_hz)), irs))
     return tuple(tiers)
+
+
+@lru_cache(maxsize=16)
+def _spectra(params: CochleaParams, k: int, nfft: int) -> np.ndarray:
+    """Tier ``k``'s truncated impulse responses on an ``nfft``-point grid: complex64
+    ``(C_k, nfft//2 + 1)``."""
+    tier = next(t for t in _bank(params) if t.k == k)
+    return sfft.rfft(tier.irs, nfft, axis=1).astype(np.complex64)
+
+
+def _block_size(taps: int, n: int, step: int) -> tuple[int, int]:
+    """``(nfft, hop)`` for overlap-save filtering of ``n`` samples with ``taps``-long filters:
+    the FFT length ``2^j`` or ``3 * 2^j`` (``2 * taps`` to ``2^15``) with the least work
+    ``blocks * nfft * log2(nfft)``; ``hop`` (new outputs per block) is a multiple of ``step``."""
+    best = None
+    for nfft in sorted({m << j for m in (2, 3) for j in range(4, 15)}):
+        hop = (nfft - taps + 1) // step * step
+        if nfft < 2 * taps or hop <= 0:
+            continue
+        cost = -(-n // hop) * nfft * math.log2(nfft)
+        if best is None or cost < best[0]:
+            best = (cost, nfft, hop)
+    return best[1], best[2]
+
+
+def _tier_envelopes(xk: np.ndarray, tier: _Tier, params: CochleaParams, out: np.ndarray) -> None:
+    """Filter ``xk`` (float ``(n,)`` at the tier's rate) with the tier's channels by overlap-save
+    FFT convolution in float32, half-wave rectify and average over ``step`` samples into ``out``,
+    float32 ``(C_k, n_env)`` at ``env_fs``. Outputs at or after ``n`` count as zeros (the filter
+    runs to the end of the input only)."""
+    taps, step = tier.irs.shape[1], tier.step
+    n_ch, n_env = out.shape
+    n_out = n_env * step
+    nfft, hop = _block_size(taps, n_out, step)
+    lead = nfft - hop  # >= taps - 1: the outputs of a block that wrap around are dropped
+    n_blocks = -(-n_out // hop)
+    m = min(xk.size, n_out)
+    xp = np.zeros(lead + n_blocks * hop, dtype=np.float32)
+    xp[lead: lead + m] = xk[:m]
+    X = sfft.rfft(np.lib.stride_tricks.sliding_window_view(xp, nfft)[::hop], axis=1)  # (blocks, F)
+    spec = _spectra(params, tier.k, nfft)
+    mean = np.full(step, 1.0 / step, dtype=np.float32)
+    per = max(1, _BATCH_VALUES // (n_blocks * nfft))
+    for c in range(0, n_ch, per):
+        y = sfft.irfft(spec[c: c + per, None, :] * X[None], nfft, axis=2, overwrite_x=True)
+        if m < n_blocks * hop:
+            y[:, m // hop, lead + m % hop:] = 0.0
+            y[:, m // hop + 1:] = 0.0
+        np.maximum(y, 0.0, out=y)
+        kept = y[:, :, lead:]
+        if step > 1:
+            kept = kept.reshape(y.shape[0], n_blocks, hop // step, step) @ mean
+        out[c: c + per] = kept.reshape(y.shape[0], -1)[:, :n_env]
 
 
 def envelopes(audio: np.ndarray, params: CochleaParams = CochleaParams()) -> np.ndarray:
@@ -117,102 +220,248 @@ def envelopes(audio: np.ndarray, params: CochleaParams = CochleaParams()) -> np.
     ``rate / env_fs`` samples (decimation to ``env_fs``); then all channels are low-passed at
     ``lowpass_hz`` together.
 
+    How, and why so: the 700 gammatones have 700 different recursive filters, which scipy cannot
+    batch (``sosfilt``/``lfilter`` apply one filter to every row of an array; the gammatone as a
+    cascade of complex one-pole filters after a frequency shift still has one pole per channel),
+    and one call per channel costs mostly call overhead (~50 of ~80 ms for a 0.45 s word, 700
+    calls; a Python loop over samples vectorised over channels is slower still). Here all channels
+    of a tier are filtered together by overlap-save FFT convolution (one real FFT of the input
+    blocks, a product with every channel's spectrum and one batched inverse FFT) with each
+    gammatone's impulse response cut where the dropped tail holds less than :data:`IR_TAIL` of its
+    l2 norm (<= 640 taps at 6 kHz, <= 230 at the other rates), so that
+    ``|y[n] - y_iir[n]| <= 1e-7 * ||h||_2 * ||x||_2`` apart from float32 rounding (~1e-6 of the
+    channel's output; float32 is safe in this FIR form, while the float32 IIR is not stable at the
+    low channels). FFT lengths (``2^j`` or ``3 * 2^j``) minimise the work for each signal length;
+    the filter spectra are cached per length. The low-pass runs as :func:`lfilter_blocked`.
+    Measured on spoken digits (0.2-0.8 s, 8 kHz resampled to 48 kHz), one core: about 3x faster
+    than per-channel float64 ``sosfilt``, within 1.5e-4 of its outputs relative to each channel's
+    peak (``tests/test_data_encode.py`` keeps that reference). Most of the remaining time is the
+    inverse FFTs and the passes over the outputs at the tier rates (the 139 channels above
+    7.2 kHz alone produce 48,000 samples/s each).
+
     Args:
         audio: float ``(n,)`` at ``params.fs_hz`` Hz.
 
     Returns:
-        float64 ``(n_channels, n_env)`` (channel-major) at ``params.env_fs_hz`` Hz,
+        float32 ``(n_channels, n_env)`` (channel-major) at ``params.env_fs_hz`` Hz,
         ``n_env = ceil(n / dec)`` with ``dec = fs / env_fs``.
     """
-    x = np.asarray(audio, dtype=np.float64)
+    x = np.asarray(audio, dtype=np.float64).reshape(-1)
     dec = int(round(params.fs_hz / params.env_fs_hz))
     n_env = -(-x.size // dec)
-    out = np.zeros((params.n_channels, n_env))
+    out = np.zeros((params.n_channels, n_env), dtype=np.float32)
     versions = {0: x}
-    for k, chans, filters, step in _bank(params):
-        for j in range(1, k + 1):
+    for tier in _bank(params):
+        for j in range(1, tier.k + 1):
             if j not in versions:
                 versions[j] = signal.resample_poly(versions[j - 1], 1, 2)
-        xk = versions[k]
-        pad = (-xk.size) % step
-        for c, sos in zip(chans, filters):
-            y = signal.sosfilt(sos, xk)
-            np.maximum(y, 0.0, out=y)
-            if step > 1:
-                y = np.concatenate([y, np.zeros(pad)]).reshape(-1, step).mean(axis=1)
-            m = min(n_env, y.size)
-            out[c, :m] = y[:m]
-    lp = signal.butter(2, params.lowpass_hz, fs=params.env_fs_hz, output="sos")
-    return signal.sosfilt(lp, out, axis=1)
+        if n_env:
+            _tier_envelopes(versions[tier.k], tier, params, out[tier.start: tier.stop])
+    b, a = signal.butter(2, params.lowpass_hz, fs=params.env_fs_hz)
+    return lfilter_blocked(b, a, out)
+
+
+def lfilter_blocked(b: np.ndarray, a: np.ndarray, x: np.ndarray, block: int = _IIR_BLOCK) -> np.ndarray:
+    """``scipy.signal.lfilter(b, a, x, axis=1)`` (zero initial state) for many rows at once, in
+    float32: float32 ``(C, n)`` from ``(C, n)``.
+
+    ``lfilter`` runs its recursion row by row, one sample at a time. Here the signal is cut into
+    blocks of ``block`` samples and, with the filter's state-space form ``(A, B, C, D)`` of order
+    ``q``: the zero-state response of every block is one matrix product with the Toeplitz matrix of
+    the first ``block`` impulse-response samples, the state at each block's end follows
+    ``s_{j+1} = A^block s_j + (input of block j)`` (a loop over blocks, vectorised over rows), and
+    its response ``C A^i s_j`` is added. The result equals ``lfilter``'s up to float32 rounding
+    (the block recursion is exact algebra); on 700 rows of speech envelopes it is about 1.5x as
+    fast as ``lfilter`` in float32 and 2x as fast as ``sosfilt``.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    rows, n = x.shape
+    if n == 0 or rows == 0:
+        return x.copy()
+    toeplitz, to_state, a_block, from_state = _block_matrices(
+        tuple(np.atleast_1d(b).astype(float)), tuple(np.atleast_1d(a).astype(float)), block)
+    q = a_block.shape[0]
+    n_blocks = -(-n // block)
+    if n % block:
+        xb = np.zeros((rows, n_blocks * block), dtype=np.float32)
+        xb[:, :n] = x
+    else:
+        xb = x
+    xb = xb.reshape(rows * n_blocks, block)  # 2-D: one matrix product each, not one per row
+    y = (xb @ toeplitz).reshape(rows, n_blocks, block)
+    drive = (xb @ to_state).reshape(rows, n_blocks, q)  # each block's input carried to its end
+    state = np.zeros((rows, n_blocks, q), dtype=np.float32)  # the state at each block's start
+    for j in range(1, n_blocks):
+        state[:, j] = state[:, j - 1] @ a_block + drive[:, j - 1]
+    for r in range(q):
+        y += state[:, :, r, None] * from_state[r]
+    return y.reshape(rows, -1)[:, :n]
+
+
+@lru_cache(maxsize=16)
+def _block_matrices(b: tuple, a: tuple, block: int) -> tuple[np.ndarray, ...]:
+    """float32 matrices of :func:`lfilter_blocked`: Toeplitz ``(block, block)`` (input i ->
+    output j >= i), input -> end state ``(block, q)``, ``(A^block)^T`` ``(q, q)`` and state ->
+    output ``(q, block)``."""
+    order = max(len(a), len(b))  # pad at the end: tf2ss pads a short b in front (a delay)
+    A, Bv, Cv, Dv = signal.tf2ss(np.r_[b, np.zeros(order - len(b))], np.r_[a, np.zeros(order - len(a))])
+    powers = [np.eye(A.shape[0])]
+    for _ in range(block):
+        powers.append(A @ powers[-1])
+    h = np.array([Dv[0, 0]] + [(Cv @ powers[i] @ Bv)[0, 0] for i in range(block - 1)])
+    toeplitz = np.zeros((block, block))
+    for i in range(block):
+        toeplitz[i, i:] = h[: block - i]
+    to_state = np.stack([(powers[block - 1 - i] @ Bv)[:, 0] for i in range(block)])
+    from_state = np.stack([(Cv @ powers[i])[0] for i in range(block)], axis=1)
+    return tuple(m.astype(np.float32) for m in (toeplitz, to_state, powers[block].T, from_state))
+
+
+@dataclass(frozen=True)
+class SparseRates:
+    """The non-zero entries of a firing-rate array ``(n_channels, n)``, in row-major order
+    (by channel, then by sample): ``channel`` and ``sample`` int64 ``(m,)``, ``rate`` float32 Hz
+    ``(m,)``. Below the threshold a channel's rate is exactly 0, which is most of the array for
+    speech (~75 %), so the rate and spike stages work on these entries only."""
+
+    channel: np.ndarray
+    sample: np.ndarray
+    rate: np.ndarray
+    shape: tuple[int, int]
+
+    def dense(self) -> np.ndarray:
+        """float32 ``shape``."""
+        out = np.zeros(self.shape, dtype=np.float32)
+        out[self.channel, self.sample] = self.rate
+        return out
+
+    @classmethod
+    def from_dense(cls, rates: np.ndarray) -> "SparseRates":
+        c, t = np.nonzero(rates > 0)
+        return cls(c, t, np.asarray(rates[c, t], dtype=np.float32), tuple(rates.shape))
+
+
+def sparse_rates(env: np.ndarray, params: CochleaParams = CochleaParams()) -> SparseRates:
+    """Envelopes ``(C, n_env)`` -> firing rates in Hz (the non-zero entries).
+
+    ``d = max((env / reference) ** compress_power - 1, 0)`` (zero at and below the threshold
+    ``reference``), adaptation ``d / (1 + adapt_strength * m)`` with ``m = lowpass(d)`` (one
+    pole, time constant ``adapt_tau_s``, run densely over the channels that cross the threshold),
+    then ``rate_cap * tanh(gain * d / rate_cap)``. Computed in float32.
+    """
+    env = np.asarray(env, dtype=np.float32)
+    n = env.shape[1]
+    above = env > np.float32(params.reference)
+    flat = np.flatnonzero(above)  # row-major: by channel, then by sample
+    ch, t = np.divmod(flat, n)
+    d = env.reshape(-1)[flat] * np.float32(1.0 / params.reference)
+    if params.compress_power == 0.5:
+        np.sqrt(d, out=d)
+    else:
+        np.power(d, np.float32(params.compress_power), out=d)
+    d -= np.float32(1.0)
+    if params.adapt_strength > 0 and d.size:
+        rows = np.flatnonzero(above.any(axis=1))
+        row_of = np.zeros(env.shape[0], dtype=np.int64)
+        row_of[rows] = np.arange(rows.size)
+        at = row_of[ch] * n + t
+        dense = np.zeros(rows.size * n, dtype=np.float32)
+        dense[at] = d
+        a = math.exp(-1.0 / (params.adapt_tau_s * params.env_fs_hz))
+        m = lfilter_blocked(np.array([1 - a]), np.array([1, -a]), dense.reshape(rows.size, n)).reshape(-1)[at]
+        m *= np.float32(params.adapt_strength)
+        m += np.float32(1.0)
+        d /= m
+    d *= np.float32(params.gain_hz / params.rate_cap_hz)
+    np.tanh(d, out=d)
+    d *= np.float32(params.rate_cap_hz)
+    keep = d > 0  # d > 0 can round to 0 Hz
+    return SparseRates(ch[keep], t[keep], d[keep], tuple(env.shape))
 
 
 def firing_rates(env: np.ndarray, params: CochleaParams = CochleaParams()) -> np.ndarray:
-    """Envelopes ``(C, n_env)`` -> firing rates in Hz, float32 ``(C, n_env)``.
-
-    ``d = max((env / reference) ** compress_power - 1, 0)`` (zero below the threshold
-    ``reference``), adaptation ``d / (1 + adapt_strength * lowpass(d))``, then
-    ``rate_cap * tanh(gain * d / rate_cap)``. Computed in float32 for speed.
-    """
-    y = np.maximum(env, 0.0).astype(np.float32)
-    y *= np.float32(1.0 / params.reference)
-    if params.compress_power == 0.5:
-        np.sqrt(y, out=y)
-    else:
-        np.power(y, np.float32(params.compress_power), out=y)
-    y -= np.float32(1.0)
-    np.maximum(y, 0, out=y)
-    if params.adapt_strength > 0:
-        a = math.exp(-1.0 / (params.adapt_tau_s * params.env_fs_hz))
-        m = signal.lfilter(np.array([1 - a], np.float32), np.array([1, -a], np.float32), y, axis=1)
-        m *= np.float32(params.adapt_strength)
-        m += np.float32(1.0)
-        y /= m
-    y *= np.float32(params.gain_hz / params.rate_cap_hz)
-    np.tanh(y, out=y)
-    y *= np.float32(params.rate_cap_hz)
-    return y
+    """Envelopes ``(C, n_env)`` -> firing rates in Hz, float32 ``(C, n_env)``: :func:`sparse_rates`
+    as a dense array."""
+    return sparse_rates(env, params).dense()
 
 
 def renewal_spikes(
-    rates: np.ndarray, fs: float, rng: np.random.Generator, shape: float = 2.0
+    rates: np.ndarray | SparseRates, fs: float, rng: np.random.Generator, shape: float = 2.0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Spikes of a renewal process per channel with time-varying rate (time rescaling).
 
+    Channel ``c`` fires when its expected count ``Lambda_c(t)`` (the integral of its rate) crosses
+    the partial sums of gamma variates of shape ``shape`` and mean 1. All channels are drawn at
+    once: one ``rng.gamma`` call for ``k_c = 1.3 L + 10 sqrt(L) + 10`` variates per channel with
+    ``L = Lambda_c(end) > 0`` (in channel order), then, only for the rare channel whose partial
+    sums stop short of ``L``, ``k_c`` more at a time, in channel order. Each spike is placed by
+    linear interpolation of ``Lambda_c`` within its sample. Only samples with a non-zero rate are
+    visited (``Lambda_c`` is flat elsewhere).
+
     Args:
-        rates: Hz, ``(C, n)`` (channel-major), sampled at ``fs`` Hz (constant within a sample).
-        rng: random generator (channels are drawn in order 0..C-1).
+        rates: Hz, non-negative, ``(C, n)`` (channel-major) or its :class:`SparseRates`, sampled
+            at ``fs`` Hz (constant within a sample).
+        rng: random generator (same state -> same spikes).
         shape: shape of the gamma inter-spike intervals in rescaled time (1 = Poisson).
 
     Returns:
         ``(times, units)``: float64 seconds and int64 channels, sorted by time then channel.
     """
-    C, n = rates.shape
-    lam = np.cumsum(rates, axis=1, dtype=np.float64) / fs  # expected spikes up to each sample's end
-    all_t, all_u = [], []
-    for c in range(C):
-        total = lam[c, -1] if n else 0.0
-        if total <= 0:
-            continue
-        k = int(total * 1.3 + 10 * math.sqrt(total) + 10)
-        s = np.cumsum(rng.gamma(shape, 1.0 / shape, size=k))
-        while s[-1] < total:  # rare: draw more
-            s = np.concatenate([s, s[-1] + np.cumsum(rng.gamma(shape, 1.0 / shape, size=k))])
-        s = s[s < total]
-        if s.size == 0:
-            continue
-        col = lam[c]
-        j = np.searchsorted(col, s, side="right")  # sample in which the spike falls
-        start = np.where(j > 0, col[np.maximum(j - 1, 0)], 0.0)
-        width = col[j] - start
-        frac = np.where(width > 0, (s - start) / np.where(width > 0, width, 1.0), 0.0)
-        all_t.append((j + frac) / fs)
-        all_u.append(np.full(s.size, c, dtype=np.int64))
-    if not all_t:
+    sr = rates if isinstance(rates, SparseRates) else SparseRates.from_dense(np.asarray(rates))
+    if sr.rate.size == 0:
         return np.zeros(0), np.zeros(0, dtype=np.int64)
-    t = np.concatenate(all_t)
-    u = np.concatenate(all_u)
+    # Lambda at the end of each non-zero sample, per channel (a running sum restarted per channel)
+    lam = np.cumsum(sr.rate, dtype=np.float64)
+    lam /= fs
+    first = np.flatnonzero(np.r_[True, sr.channel[1:] != sr.channel[:-1]])  # each channel's first entry
+    last = np.r_[first[1:], sr.channel.size] - 1
+    count = last - first + 1
+    lam -= np.repeat(np.r_[0.0, lam[first[1:] - 1]], count)
+    tot = lam[last]
+    k = (tot * 1.3 + 10 * np.sqrt(tot) + 10).astype(np.int64)
+    s, row = _gamma_sums(rng, shape, k, tot)
+    # one searchsorted for all channels: channel r's Lambda shifted by r * span lies above the others
+    span = math.ceil(float(tot.max())) + 1.0
+    shift = np.arange(first.size, dtype=np.float64) * span
+    e = np.searchsorted(lam + np.repeat(shift, count), s + shift[row], side="right")
+    np.clip(e, first[row], last[row], out=e)  # the entry (sample) in which each spike falls
+    start = np.where(e > first[row], lam[e - 1], 0.0)
+    width = lam[e] - start
+    frac = np.where(width > 0, (s - start) / np.where(width > 0, width, 1.0), 0.0)
+    t = (sr.sample[e] + frac) / fs
+    u = sr.channel[e]
     order = np.lexsort((u, t))
     return t[order], u[order]
+
+
+def _gamma_sums(
+    rng: np.random.Generator, shape: float, k: np.ndarray, total: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Partial sums below ``total[r]`` of gamma(shape, 1/shape) variates, ``k[r]`` drawn at first
+    for each row ``r`` (rows in order, one call), more for a row that falls short: float64
+    values ``(m,)`` (row by row, increasing within a row) and int64 rows ``(m,)``."""
+    g = rng.gamma(shape, 1.0 / shape, size=int(k.sum()))
+    ends = np.cumsum(k)
+    s = np.cumsum(g)
+    before = np.r_[0.0, s[ends[:-1] - 1]]
+    last = s[ends - 1] - before  # each row's largest partial sum
+    s -= np.repeat(before, k)
+    row = np.repeat(np.arange(k.size), k)
+    keep = s < total[row]
+    s, row = s[keep], row[keep]
+    short = np.flatnonzero(last < total)  # rare: rows that need more variates
+    if short.size:
+        parts_s, parts_r = [s], [row]
+        for r in short:
+            top = float(last[r])
+            while top < total[r]:
+                more = top + np.cumsum(rng.gamma(shape, 1.0 / shape, size=int(k[r])))
+                parts_s.append(more[more < total[r]])
+                parts_r.append(np.full(parts_s[-1].size, r, dtype=np.int64))
+                top = float(more[-1])
+        order = np.argsort(np.concatenate(parts_r), kind="stable")
+        s, row = np.concatenate(parts_s)[order], np.concatenate(parts_r)[order]
+    return s, row
 
 
 def normalise(audio: np.ndarray, level_db: float = 0.0, frame: int = 256) -> np.ndarray:
@@ -251,7 +500,7 @@ def encode(
         x = normalise(x, level_db)
     x = resample(x, fs, params.fs_hz)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    rates = firing_rates(envelopes(x, params), params)
+    rates = sparse_rates(envelopes(x, params), params)
     return renewal_spikes(rates, params.env_fs_hz, rng, params.isi_shape)
 
 

@@ -1,0 +1,296 @@
+"""``crsnn-data encode``: the batched cochlea against a per-channel reference, determinism,
+file-name labels and speakers, the speaker-disjoint split and its errors."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import signal
+from scipy.io import wavfile
+
+from crsnn.train.data import find_split_files, load_splits, read_header
+from crsnn.train.data.cli import main
+from crsnn.train.data.cochlea import (
+    CochleaParams,
+    SparseRates,
+    _bank,
+    _gamma_sums,
+    best_frequencies,
+    channel_for_frequency,
+    encode,
+    envelopes,
+    firing_rates,
+    gammatone_sos,
+    lfilter_blocked,
+    renewal_spikes,
+    sparse_rates,
+)
+from crsnn.train.data.encode import find_wavs, sort_names
+from crsnn.train.data.layout import iter_spikes
+
+P = CochleaParams()
+
+
+# -- the slow per-channel reference (the front end before it was batched) --------------------------
+def reference_envelopes(x: np.ndarray, params: CochleaParams = P) -> np.ndarray:
+    """One float64 ``sosfilt`` per channel at its tier's rate: float64 ``(C, n_env)``."""
+    dec = int(round(params.fs_hz / params.env_fs_hz))
+    n_env = -(-x.size // dec)
+    out = np.zeros((params.n_channels, n_env))
+    cf = best_frequencies(params)
+    versions = {0: np.asarray(x, dtype=np.float64)}
+    for tier in _bank(params):
+        for j in range(1, tier.k + 1):
+            versions.setdefault(j, signal.resample_poly(versions.get(j - 1), 1, 2))
+        xk = versions[tier.k]
+        rate = params.fs_hz / 2 ** tier.k
+        for c in range(tier.start, tier.stop):
+            y = np.maximum(signal.sosfilt(gammatone_sos(float(cf[c]), rate), xk), 0.0)
+            y = np.concatenate([y, np.zeros((-y.size) % tier.step)]).reshape(-1, tier.step).mean(axis=1)
+            out[c, : min(n_env, y.size)] = y[:n_env]
+    lp = signal.butter(2, params.lowpass_hz, fs=params.env_fs_hz, output="sos")
+    return signal.sosfilt(lp, out, axis=1)
+
+
+def reference_rates(env: np.ndarray, params: CochleaParams = P) -> np.ndarray:
+    """Dense float64 rates with ``lfilter`` for the adaptation."""
+    d = np.maximum((np.maximum(env, 0) / params.reference) ** params.compress_power - 1, 0)
+    a = math.exp(-1.0 / (params.adapt_tau_s * params.env_fs_hz))
+    d = d / (1 + params.adapt_strength * signal.lfilter([1 - a], [1, -a], d, axis=1))
+    return params.rate_cap_hz * np.tanh(params.gain_hz * d / params.rate_cap_hz)
+
+
+def reference_spikes(rates: np.ndarray, fs: float, rng: np.random.Generator, shape: float = 2.0):
+    """The renewal process one channel at a time (draws in channel order)."""
+    lam = np.cumsum(rates, axis=1, dtype=np.float64) / fs
+    ts, us = [], []
+    for c in range(rates.shape[0]):
+        total = lam[c, -1]
+        if total <= 0:
+            continue
+        k = int(total * 1.3 + 10 * math.sqrt(total) + 10)
+        s = np.cumsum(rng.gamma(shape, 1.0 / shape, size=k))
+        assert s[-1] >= total  # the top-up order differs from the batched version; not exercised here
+        s = s[s < total]
+        j = np.searchsorted(lam[c], s, side="right")
+        start = np.where(j > 0, lam[c, np.maximum(j - 1, 0)], 0.0)
+        ts.append((j + (s - start) / (lam[c, j] - start)) / fs)
+        us.append(np.full(s.size, c))
+    t, u = np.concatenate(ts), np.concatenate(us)
+    order = np.lexsort((u, t))
+    return t[order], u[order]
+
+
+def _chirp(fs: float = 48000.0, seconds: float = 0.25, f0: float = 80.0, f1: float = 12000.0) -> np.ndarray:
+    t = np.arange(int(seconds * fs)) / fs
+    x = signal.chirp(t, f0, seconds, f1, method="logarithmic") * np.hanning(t.size)
+    return x / np.sqrt(np.mean(x ** 2))
+
+
+# -- the batched front end ----------------------------------------------------------------------
+def test_filterbank_matches_the_per_channel_iir() -> None:
+    rng = np.random.default_rng(0)
+    for x in (_chirp(), rng.standard_normal(3001)):  # 3001: not a multiple of any block or step
+        ref = reference_envelopes(x)
+        got = envelopes(x)
+        assert got.shape == ref.shape and got.dtype == np.float32
+        peak = np.abs(ref).max(axis=1)
+        assert np.all(np.abs(got - ref).max(axis=1) <= 1e-3 * peak + 1e-6)
+
+
+@pytest.mark.parametrize("freq", [200.0, 1000.0, 3000.0, 9000.0])
+def test_tone_envelope_peaks_at_its_channel(freq: float) -> None:
+    t = np.arange(int(0.1 * P.fs_hz)) / P.fs_hz
+    env = envelopes(np.sin(2 * np.pi * freq * t))
+    level = env[:, env.shape[1] // 2:].mean(axis=1)
+    assert abs(int(np.argmax(level)) - channel_for_frequency(freq)) <= 6
+
+
+@pytest.mark.parametrize("n", [1, 31, 32, 33, 1000])
+def test_lfilter_blocked_equals_lfilter(n: int) -> None:
+    x = np.random.default_rng(n).random((7, n)).astype(np.float32)
+    a1 = math.exp(-1 / 300)
+    for b, a in (signal.butter(2, 1000, fs=6000), ([1 - a1], [1, -a1]), ([0.5, 0.2], [1.0])):
+        ref = signal.lfilter(b, a, x.astype(np.float64), axis=1)
+        got = lfilter_blocked(np.asarray(b), np.asarray(a), x)
+        assert got.dtype == np.float32 and got.shape == x.shape
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-6 * max(1.0, np.abs(ref).max()))
+
+
+def test_rates_match_the_dense_reference() -> None:
+    env = envelopes(_chirp())
+    got = firing_rates(env)
+    ref = reference_rates(env.astype(np.float64))
+    assert got.dtype == np.float32 and np.abs(got - ref).max() < 1e-3 * P.rate_cap_hz
+    sr = sparse_rates(env)
+    np.testing.assert_array_equal(sr.dense(), got)
+    np.testing.assert_array_equal(SparseRates.from_dense(got).rate, sr.rate)
+    assert 0.05 < sr.rate.size / env.size < 0.9  # most of the array is below the threshold, not all
+
+
+def test_renewal_spikes_are_the_reference_process() -> None:
+    env = envelopes(_chirp())
+    rates = firing_rates(env)
+    t, u = renewal_spikes(rates, P.env_fs_hz, np.random.default_rng(3), P.isi_shape)
+    t_ref, u_ref = reference_spikes(rates.astype(np.float64), P.env_fs_hz, np.random.default_rng(3), P.isi_shape)
+    # the same variates in the same order: the same spikes, up to rounding of the running sums
+    np.testing.assert_array_equal(u, u_ref)
+    np.testing.assert_allclose(t, t_ref, rtol=0, atol=1e-9)
+    t2, u2 = renewal_spikes(sparse_rates(env), P.env_fs_hz, np.random.default_rng(3), P.isi_shape)
+    np.testing.assert_array_equal(t2, t)
+    np.testing.assert_array_equal(u2, u)
+
+
+def test_gamma_sums_top_up_short_rows() -> None:
+    k = np.array([1, 3, 1000])
+    total = np.array([50.0, 0.5, 20.0])  # rows 0 and 1 (probably) run short of their total
+    s, row = _gamma_sums(np.random.default_rng(0), 2.0, k, total)
+    for r in range(3):
+        sr = s[row == r]
+        assert np.all(np.diff(sr) > 0) and np.all(sr < total[r])
+    assert abs((row == 0).sum() - 50) < 25  # mean interval 1: about `total` events
+
+
+def test_spike_statistics_match_the_reference_front_end() -> None:
+    """Old front end (per-channel IIR, dense rates, per-channel renewal) vs the batched one on a
+    chirp: same counts per channel within noise, the same place map."""
+    x = _chirp(seconds=0.3)
+    ref_t, ref_u = reference_spikes(reference_rates(reference_envelopes(x)), P.env_fs_hz,
+                                    np.random.default_rng(9), P.isi_shape)
+    t, u = encode(x, P.fs_hz, seed=np.random.default_rng(9), level_db=None)
+    assert abs(t.size - ref_t.size) <= 0.01 * ref_t.size
+    a, b = np.bincount(u, minlength=700), np.bincount(ref_u, minlength=700)
+    assert np.abs(a - b).max() <= 3 + 0.05 * b.max()
+    assert np.corrcoef(a, b)[0, 1] > 0.999
+    assert abs(np.mean(t) - np.mean(ref_t)) < 1e-3
+
+
+def test_encode_is_bit_for_bit_deterministic() -> None:
+    x = np.random.default_rng(1).standard_normal(4000) * np.hanning(4000)
+    a = encode(x, 8000.0, seed=5)
+    b = encode(x, 8000.0, seed=5)
+    c = encode(x, 8000.0, seed=6)
+    assert a[0].tobytes() == b[0].tobytes() and a[1].tobytes() == b[1].tobytes()
+    assert a[0].size != c[0].size or not np.array_equal(a[0], c[0])
+
+
+# -- crsnn-data encode on flat-named files --------------------------------------------------------
+def _fsdd_like(root: Path, digits=(0, 1, 2, 10), speakers=("ann", "bob", "cy"), per=2) -> Path:
+    """``{digit}_{speaker}_{i}.wav`` at 8 kHz: a tone whose pitch follows the digit; one speaker's
+    files in a sub-folder."""
+    rng = np.random.default_rng(0)
+    fs = 8000
+    t = np.arange(int(0.12 * fs)) / fs
+    for d in digits:
+        for s in speakers:
+            for i in range(per):
+                folder = root / "sub" if s == "cy" else root
+                folder.mkdir(parents=True, exist_ok=True)
+                x = np.sin(2 * np.pi * (300 + 250 * d) * t) * np.hanning(t.size) + 0.01 * rng.standard_normal(t.size)
+                wavfile.write(folder / f"{d}_{s}_{i}.wav", fs, (x * 12000).astype(np.int16))
+    (root / "README.txt").write_text("not a wav")
+    return root
+
+
+LABEL = r"^(\d+)_"
+SPEAKER = r"^\d+_([a-z]+)_"
+
+
+def test_sort_names_is_numeric_for_integers() -> None:
+    assert sort_names(["10", "9", "0", "9"]) == ["0", "9", "10"]
+    assert sort_names(["b", "a10", "a9"]) == ["a10", "a9", "b"]
+
+
+def test_label_and_speaker_patterns(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    wavs = _fsdd_like(tmp_path / "wavs")
+    found = find_wavs(wavs, LABEL, SPEAKER)
+    assert found.classes == ["0", "1", "2", "10"] and found.speaker_names == ["ann", "bob", "cy"]
+    assert len(found.files) == 24 and any(p.parent.name == "sub" for p in found.files)
+    out = tmp_path / "all.h5"
+    assert main(["encode", str(wavs), "--out", str(out), "--label-pattern", LABEL,
+                 "--speaker-pattern", SPEAKER, "--workers", "1", "--quiet"]) == 0
+    assert "24 samples, 4 classes (0, 1, 2, 10), 3 speakers" in capsys.readouterr().out
+    h = read_header(out)
+    names = json.loads(h.attrs["speaker_names"])
+    files = json.loads(h.attrs["crsnn_encode"])["files"]
+    assert h.class_names == ["0", "1", "2", "10"] and names == ["ann", "bob", "cy"]
+    for f, label, spk in zip(files, h.labels, h.speakers):
+        digit, speaker, _ = Path(f).name.split("_")
+        assert h.class_names[label] == digit and names[spk] == speaker
+    # higher pitch, lower channels: the classes are told apart by place
+    centre = {}
+    for _, times, units in iter_spikes(out):
+        for label, u in zip(h.labels, units):
+            centre.setdefault(int(label), []).append(np.median(u))
+    med = [np.median(centre[c]) for c in range(4)]
+    assert med[0] > med[1] > med[2] > med[3]
+
+
+def test_test_speakers_split(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    wavs = _fsdd_like(tmp_path / "wavs")
+    common = ["--label-pattern", LABEL, "--speaker-pattern", SPEAKER, "--workers", "2", "--quiet"]
+    assert main(["encode", str(wavs), "--out", str(tmp_path / "split"), "--test-speakers", "bob,cy", *common]) == 0
+    text = capsys.readouterr().out
+    assert "train.h5: 8 samples, speakers ann" in text and "test.h5: 16 samples, speakers bob, cy" in text
+    files = find_split_files(tmp_path / "split")
+    assert set(files) == {"train", "test"}
+    train, test = read_header(files["train"]), read_header(files["test"])
+    assert set(train.speakers) == {0} and set(test.speakers) == {1, 2}
+    assert train.attrs["speaker_names"] == test.attrs["speaker_names"]
+    assert train.class_names == test.class_names == ["0", "1", "2", "10"]
+    splits = load_splits(tmp_path / "split", max_duration=0.2, valid_fraction=0.25)
+    assert len(splits["train"]) + len(splits["valid"]) == 8 and len(splits["test"]) == 16
+    # file i is seeded by its place among all files: split or not, the same spikes
+    assert main(["encode", str(wavs), "--out", str(tmp_path / "all.h5"), *common]) == 0
+    every = {}
+    all_files = json.loads(read_header(tmp_path / "all.h5").attrs["crsnn_encode"])["files"]
+    for _, times, _units in iter_spikes(tmp_path / "all.h5"):
+        every.update(zip(all_files, times))
+    split_files = json.loads(test.attrs["crsnn_encode"])["files"]
+    for _, times, _units in iter_spikes(files["test"]):
+        for f, t in zip(split_files, times):
+            np.testing.assert_array_equal(t, every[f])
+
+
+def test_encoded_files_are_byte_identical_per_seed(tmp_path: Path) -> None:
+    wavs = _fsdd_like(tmp_path / "wavs", digits=(0, 1), speakers=("ann", "bob"), per=1)
+    outs = []
+    for k, workers in enumerate(("1", "2", "1")):
+        out = tmp_path / f"run{k}.h5"
+        seed = "7" if k < 2 else "8"
+        assert main(["encode", str(wavs), "--out", str(out), "--label-pattern", LABEL, "--seed", seed,
+                     "--workers", workers, "--quiet"]) == 0
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1]  # same seed, any number of workers
+    assert outs[0] != outs[2]
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--test-speakers", "ann"], "--test-speakers needs --speaker-pattern"),
+    (["--speaker-pattern", SPEAKER, "--test-speakers", "zoe"], "--test-speakers: no file of speaker 'zoe'"),
+    (["--speaker-pattern", SPEAKER, "--test-speakers", "ann,bob,cy"], "leaves no training files"),
+    (["--speaker-pattern", r"^\d+_([A-Z]+)_"], r"--speaker-pattern '^\d+_([A-Z]+)_' does not match the file name"),
+    (["--speaker-pattern", r"^\d+_[a-z]+_"], "has no group"),
+    (["--speaker-pattern", "(["], "is not a regular expression"),
+    (["--speaker-pattern", SPEAKER, "--test-speakers", "ann", "--out", "x.h5"], "--out is a folder"),
+])
+def test_encode_option_errors(tmp_path: Path, capsys: pytest.CaptureFixture, extra: list, message: str) -> None:
+    wavs = _fsdd_like(tmp_path / "wavs", digits=(0, 1), per=1)
+    out = ["--out", str(tmp_path / "out")] if "--out" not in extra else []
+    extra = [str(tmp_path / a) if a == "x.h5" else a for a in extra]
+    assert main(["encode", str(wavs), "--label-pattern", LABEL, *out, *extra, "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("crsnn-data encode: error:") and message in err and "\n" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_label_pattern_that_misses_a_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    wavs = _fsdd_like(tmp_path / "wavs", digits=(0,), speakers=("ann",), per=1)
+    wavfile.write(wavs / "noise.wav", 8000, np.zeros(800, dtype=np.int16))
+    assert main(["encode", str(wavs), "--out", str(tmp_path / "o.h5"), "--label-pattern", LABEL, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert r"--label-pattern '^(\d+)_' does not match the file name 'noise.wav'" in err
