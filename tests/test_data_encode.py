@@ -285,7 +285,7 @@ def test_encode_option_errors(tmp_path: Path, capsys: pytest.CaptureFixture, ext
     assert main(["encode", str(wavs), "--label-pattern", LABEL, *out, *extra, "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("crsnn-data encode: error:") and message in err and "\n" not in err
-    assert not (tmp_path / "out").exists()
+    assert not list(tmp_path.rglob("*.h5"))
 
 
 def test_label_pattern_that_misses_a_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -93,8 +93,8 @@ def gammatone_sos(cf: float, fs: float) -> np.ndarray:
 
 #: Relative l2 norm of the impulse-response tail that the FIR truncation drops (see :func:`envelopes`).
 IR_TAIL = 1e-7
-#: Most float32 values one batch of :func:`envelopes` holds (bounds its memory to ~64 MB).
-_BATCH_VALUES = 1 << 23
+#: Float32 values per batch of channels in :func:`envelopes` (1 MB: the batch stays in the L2 cache).
+_BATCH_VALUES = 1 << 18
 #: Samples per block of :func:`lfilter_blocked`.
 _IIR_BLOCK = 32
 
