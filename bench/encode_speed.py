@@ -1,13 +1,14 @@
 """Throughput of ``crsnn-data encode`` on real recordings, optionally against an older revision.
 
-    python bench/encode_speed.py [WAV_DIR] [--files 200] [--workers 1] [--repeats 3] [--baseline REV]
+    python bench/encode_speed.py [WAV_DIR] [--files 200] [--workers 1] [--repeats 3] [--baseline REV] [--rev REV]
 
 ``WAV_DIR`` (default ``../shared/data/fsdd/recordings``, the Free Spoken Digit Dataset) holds
 ``{label}_*.wav`` files; a fixed, evenly spread subset of ``--files`` of them is linked into class
 folders (the layout every revision of the command reads) and encoded ``--repeats`` times by
 ``python -m crsnn.train.data.cli encode`` in a subprocess. With ``--baseline REV`` the same runs
 are made, interleaved, with the code of git revision ``REV`` (exported with ``git archive``), and
-the ratio of the best times is reported. Wall time includes the interpreter's start (~1 s); CPU
+the ratio of the best times is reported; ``--rev REV`` measures revision ``REV`` instead of the
+working tree as the current code. Wall time includes the interpreter's start (~1 s); CPU
 time (user + system of the subprocess) is less sensitive to other load on a shared machine.
 Results: ``bench/results/encode_speed.json``.
 """
@@ -90,6 +91,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--baseline", default=None, help="git revision to compare against (e.g. a commit before the speed-up)")
+    ap.add_argument("--rev", default=None, help="git revision measured as the current code (default: the working tree)")
     ap.add_argument("--out", default=None, help="JSON path (default bench/results/encode_speed.json)")
     args = ap.parse_args()
     if not args.wav_dir.is_dir():
@@ -102,16 +104,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         wavs = class_folders(files, tmp / "wavs")
-        versions = {"current": None}
+        versions = {"current": export_revision(args.rev, tmp / "current") if args.rev else None}
         if args.baseline:
-            versions = {"baseline": export_revision(args.baseline, tmp / "baseline"), "current": None}
+            versions = {"baseline": export_revision(args.baseline, tmp / "baseline"), **versions}
         runs = {v: [] for v in versions}
         for r in range(args.repeats):
             for v, path in versions.items():
                 runs[v].append(run_once(wavs, tmp / f"{v}.h5", args.workers, path))
                 print(f"repeat {r + 1}/{args.repeats} {v}: {runs[v][-1]}", flush=True)
-    result = {"data": str(args.wav_dir), "files": len(files), "audio_s": round(audio_s, 2),
-              "workers": args.workers, "repeats": args.repeats, "baseline_rev": args.baseline, "runs": runs}
+    result = {"data": os.path.relpath(args.wav_dir.resolve(), REPO), "files": len(files), "audio_s": round(audio_s, 2),
+              "workers": args.workers, "repeats": args.repeats, "baseline_rev": args.baseline,
+              "current_rev": args.rev or "working tree", "runs": runs}
     for v, rs in runs.items():
         best = min(r["wall_s"] for r in rs)
         result[v] = {"best_wall_s": best, "best_cpu_s": min(r["cpu_s"] for r in rs),

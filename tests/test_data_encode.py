@@ -19,6 +19,7 @@ from crsnn.train.data.cochlea import (
     SparseRates,
     _bank,
     _gamma_sums,
+    _sparse_one_pole,
     best_frequencies,
     channel_for_frequency,
     encode,
@@ -119,6 +120,19 @@ def test_lfilter_blocked_equals_lfilter(n: int) -> None:
         got = lfilter_blocked(np.asarray(b), np.asarray(a), x)
         assert got.dtype == np.float32 and got.shape == x.shape
         np.testing.assert_allclose(got, ref, rtol=0, atol=1e-6 * max(1.0, np.abs(ref).max()))
+
+
+@pytest.mark.parametrize("n", [5, 256, 3000])
+def test_sparse_one_pole_equals_lfilter(n: int) -> None:
+    rng = np.random.default_rng(n)
+    dense = rng.random((6, n)) * (rng.random((6, n)) < 0.3)
+    dense[2] = 0.0  # a silent channel
+    dense[4, n // 2:] = 0.0  # a long decay without input
+    a = math.exp(-1 / 300)
+    ch, t = np.nonzero(dense)
+    got = _sparse_one_pole(a, ch, t, dense[ch, t], n)
+    ref = signal.lfilter([1 - a], [1, -a], dense, axis=1)[ch, t]
+    np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-15)
 
 
 def test_rates_match_the_dense_reference() -> None:

@@ -346,8 +346,9 @@ def sparse_rates(env: np.ndarray, params: CochleaParams = CochleaParams()) -> Sp
 
     ``d = max((env / reference) ** compress_power - 1, 0)`` (zero at and below the threshold
     ``reference``), adaptation ``d / (1 + adapt_strength * m)`` with ``m = lowpass(d)`` (one
-    pole, time constant ``adapt_tau_s``, run densely over the channels that cross the threshold),
-    then ``rate_cap * tanh(gain * d / rate_cap)``. Computed in float32.
+    pole, time constant ``adapt_tau_s``, evaluated at the non-zero entries only:
+    :func:`_sparse_one_pole`), then ``rate_cap * tanh(gain * d / rate_cap)``. Computed in float32
+    (the adaptation in float64).
     """
     env = np.asarray(env, dtype=np.float32)
     n = env.shape[1]
@@ -361,22 +362,49 @@ def sparse_rates(env: np.ndarray, params: CochleaParams = CochleaParams()) -> Sp
         np.power(d, np.float32(params.compress_power), out=d)
     d -= np.float32(1.0)
     if params.adapt_strength > 0 and d.size:
-        rows = np.flatnonzero(above.any(axis=1))
-        row_of = np.zeros(env.shape[0], dtype=np.int64)
-        row_of[rows] = np.arange(rows.size)
-        at = row_of[ch] * n + t
-        dense = np.zeros(rows.size * n, dtype=np.float32)
-        dense[at] = d
         a = math.exp(-1.0 / (params.adapt_tau_s * params.env_fs_hz))
-        m = lfilter_blocked(np.array([1 - a]), np.array([1, -a]), dense.reshape(rows.size, n)).reshape(-1)[at]
-        m *= np.float32(params.adapt_strength)
-        m += np.float32(1.0)
-        d /= m
+        m = _sparse_one_pole(a, ch, t, d, n)
+        m *= params.adapt_strength
+        m += 1.0
+        d /= m.astype(np.float32)
     d *= np.float32(params.gain_hz / params.rate_cap_hz)
     np.tanh(d, out=d)
     d *= np.float32(params.rate_cap_hz)
     keep = d > 0  # d > 0 can round to 0 Hz
     return SparseRates(ch[keep], t[keep], d[keep], tuple(env.shape))
+
+
+def _sparse_one_pole(a: float, ch: np.ndarray, t: np.ndarray, d: np.ndarray, n: int, block: int = 256) -> np.ndarray:
+    """``lfilter([1 - a], [1, -a], D, axis=1)`` at the non-zero entries of ``D`` (``d`` at
+    ``(ch, t)``, row-major; ``D`` has ``n`` columns), exactly (float64, up to rounding):
+    float64 ``(m,)``. ``block`` is a power of 2.
+
+    In a block of ``block`` samples starting at ``T``, the output at ``t`` is
+    ``a^(t-T+1) M + (1-a) a^(t-T) S(t)`` with ``S(t) = sum over entries T <= j <= t of
+    a^(T-j) d_j`` (a running sum restarted per block: each term is at most ``a^-block d_j``, so
+    one float64 cumulative sum over all entries, restarted by subtraction, loses only ~1e-16 of
+    the grand total) and ``M`` the output just before the
+    block, which follows ``M' = a^block M + (1-a) a^(block-1) S(block end)`` from block to
+    block (``lfilter`` over the blocks of every channel at once). Cost: a few passes over the
+    entries, none over the zeros.
+    """
+    n_blocks = -(-n // block)
+    shift = block.bit_length() - 1  # block is a power of 2
+    blk, off = t >> shift, t & (block - 1)
+    power = a ** np.arange(-block, block + 1, dtype=np.float64)  # power[block + k] = a^k
+    s = np.cumsum(d * power[block - off])
+    group = ch * n_blocks + blk  # entries of a (channel, block) are contiguous
+    first = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+    last = np.r_[first[1:], group.size] - 1
+    size = last - first + 1
+    s -= np.repeat(np.r_[0.0, s[first[1:] - 1]], size)
+    rows, row_of = np.unique(ch[first], return_inverse=True)
+    drive = np.zeros((rows.size, n_blocks))
+    drive[row_of, blk[first]] = (1 - a) * power[2 * block - 1] * s[last]
+    before = signal.lfilter([0.0, 1.0], [1.0, -power[2 * block]], drive, axis=1)  # output just before each block
+    s *= (1 - a) * power[block + off]
+    s += power[block + 1 + off] * np.repeat(before.reshape(-1)[row_of * n_blocks + blk[first]], size)
+    return s
 
 
 def firing_rates(env: np.ndarray, params: CochleaParams = CochleaParams()) -> np.ndarray:
