@@ -97,6 +97,8 @@ IR_TAIL = 1e-7
 _BATCH_VALUES = 1 << 18
 #: Samples per block of :func:`lfilter_blocked`.
 _IIR_BLOCK = 32
+#: Channels per batch of :func:`sparse_rates`.
+_RATE_ROWS = 64
 
 
 def impulse_response(sos: np.ndarray, tail: float = IR_TAIL) -> np.ndarray:
@@ -320,9 +322,10 @@ def _block_matrices(b: tuple, a: tuple, block: int) -> tuple[np.ndarray, ...]:
 @dataclass(frozen=True)
 class SparseRates:
     """The non-zero entries of a firing-rate array ``(n_channels, n)``, in row-major order
-    (by channel, then by sample): ``channel`` and ``sample`` int64 ``(m,)``, ``rate`` float32 Hz
+    (by channel, then by sample): ``channel`` and ``sample`` int32 ``(m,)``, ``rate`` float32 Hz
     ``(m,)``. Below the threshold a channel's rate is exactly 0, which is most of the array for
-    speech (~75 %), so the rate and spike stages work on these entries only."""
+    speech (~70 % of it for spoken digits), so the rate and spike stages work on these entries
+    only (12 bytes per entry: for dense activity, e.g. loud noise, 3x the dense array)."""
 
     channel: np.ndarray
     sample: np.ndarray
@@ -338,7 +341,8 @@ class SparseRates:
     @classmethod
     def from_dense(cls, rates: np.ndarray) -> "SparseRates":
         c, t = np.nonzero(rates > 0)
-        return cls(c, t, np.asarray(rates[c, t], dtype=np.float32), tuple(rates.shape))
+        return cls(c.astype(np.int32), t.astype(np.int32), np.asarray(rates[c, t], dtype=np.float32),
+                   tuple(rates.shape))
 
 
 def sparse_rates(env: np.ndarray, params: CochleaParams = CochleaParams()) -> SparseRates:
@@ -348,12 +352,21 @@ def sparse_rates(env: np.ndarray, params: CochleaParams = CochleaParams()) -> Sp
     ``reference``), adaptation ``d / (1 + adapt_strength * m)`` with ``m = lowpass(d)`` (one
     pole, time constant ``adapt_tau_s``, evaluated at the non-zero entries only:
     :func:`_sparse_one_pole`), then ``rate_cap * tanh(gain * d / rate_cap)``. Computed in float32
-    (the adaptation in float64).
+    (the adaptation in float64), :data:`_RATE_ROWS` channels at a time (bounded temporaries).
     """
     env = np.asarray(env, dtype=np.float32)
+    parts = [_rates_of_rows(env[c: c + _RATE_ROWS], c, params) for c in range(0, env.shape[0], _RATE_ROWS)]
+    if not parts:
+        return SparseRates(np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.float32), tuple(env.shape))
+    ch, t, rate = (np.concatenate(p) for p in zip(*parts))
+    return SparseRates(ch, t, rate, tuple(env.shape))
+
+
+def _rates_of_rows(env: np.ndarray, first: int, params: CochleaParams) -> tuple[np.ndarray, ...]:
+    """:func:`sparse_rates` of the rows ``first..first+len(env)-1``: int32 channels, int32
+    samples, float32 rates."""
     n = env.shape[1]
-    above = env > np.float32(params.reference)
-    flat = np.flatnonzero(above)  # row-major: by channel, then by sample
+    flat = np.flatnonzero(env > np.float32(params.reference))  # row-major: by channel, then by sample
     ch, t = np.divmod(flat, n)
     d = env.reshape(-1)[flat] * np.float32(1.0 / params.reference)
     if params.compress_power == 0.5:
@@ -371,7 +384,7 @@ def sparse_rates(env: np.ndarray, params: CochleaParams = CochleaParams()) -> Sp
     np.tanh(d, out=d)
     d *= np.float32(params.rate_cap_hz)
     keep = d > 0  # d > 0 can round to 0 Hz
-    return SparseRates(ch[keep], t[keep], d[keep], tuple(env.shape))
+    return (ch[keep] + first).astype(np.int32), t[keep].astype(np.int32), d[keep]
 
 
 def _sparse_one_pole(a: float, ch: np.ndarray, t: np.ndarray, d: np.ndarray, n: int, block: int = 256) -> np.ndarray:
@@ -457,7 +470,7 @@ def renewal_spikes(
     width = lam[e] - start
     frac = np.where(width > 0, (s - start) / np.where(width > 0, width, 1.0), 0.0)
     t = (sr.sample[e] + frac) / fs
-    u = sr.channel[e]
+    u = sr.channel[e].astype(np.int64)
     order = np.lexsort((u, t))
     return t[order], u[order]
 
