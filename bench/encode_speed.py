@@ -90,7 +90,8 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=200)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--baseline", default=None, help="git revision to compare against (e.g. a commit before the speed-up)")
+    ap.add_argument("--baseline", default=None,
+                    help="git revision to compare against (e.g. a commit before the speed-up)")
     ap.add_argument("--rev", default=None, help="git revision measured as the current code (default: the working tree)")
     ap.add_argument("--out", default=None, help="JSON path (default bench/results/encode_speed.json)")
     args = ap.parse_args()
