@@ -224,6 +224,88 @@ def lif_step(u, v, a, du: int, dv: int, vth: int, bias):
     return u, v, s
 
 
+@dataclass(frozen=True)
+class LifWraps:
+    """Which of the LIF's wrap-arounds can change a value in one population (see :func:`lif_wraps`).
+
+    current_int32: the int32 wrap of ``decay(u) + (a << 6)``; current_24: the 24-bit wrap of ``u``
+    (:func:`wrap_current`); voltage_int32: the int32 wrap of ``decay(v) + u + bias``.
+    """
+
+    current_int32: bool = True
+    current_24: bool = True
+    voltage_int32: bool = True
+
+
+def lif_wraps(max_abs_a: int, du: int, max_abs_bias: int) -> LifWraps:
+    """Which wraps of :func:`lif_integrate` can occur when ``|a| <= max_abs_a`` every step (``a``
+    before the ``<< 6``), from a zero state, with current decay ``du`` and ``|bias| <= max_abs_bias``
+    (``v`` units). A ``False`` field is a proof that the wrap is the identity at every step.
+
+    Current: with ``c = (4096 - (du + 1)) / 4096 < 1`` and ``|trunc(c u)| <= c |u|``, the bound
+    ``B = (max_abs_a << 6) * 4096 / (du + 1)`` satisfies ``c B + (max_abs_a << 6) = B``, so by
+    induction ``|u| <= B`` at every step; if ``B < 2**23`` neither current wrap changes anything.
+    Otherwise, if ``max_abs_a << 6 <= 2**24``, the single 24-bit wrap keeps ``|u| <= 2**23`` (by
+    induction: ``|decay(u) + (a << 6)| <= 2**23 + 2**24``, and one add/subtract of 2**24 brings
+    anything beyond +-2**23 back inside), so the int32 wrap cannot occur. Else ``u`` is only known
+    to be an int32 and every wrap may occur. Voltage: ``|decay(v)| <= V_MAX`` plus the bound of
+    ``|u|`` plus ``max_abs_bias``.
+    """
+    a64 = int(max_abs_a) * 2**ACT_SHIFT
+    bound_u = -(-a64 * DECAY_UNITY // (int(du) + 1))  # ceil
+    if bound_u <= STATE_HALF - 1:
+        current_int32 = current_24 = False
+        u_max = bound_u
+    elif a64 <= 2 * STATE_HALF:
+        current_int32, current_24 = False, True
+        u_max = STATE_HALF
+    else:
+        current_int32 = current_24 = True
+        u_max = -INT32_MIN
+    return LifWraps(current_int32=current_int32, current_24=current_24,
+                    voltage_int32=V_MAX + u_max + int(max_abs_bias) > INT32_MAX)
+
+
+def lif_step_float_(u, v, a64, du: int, dv: int, vth: int, bias, wraps: LifWraps = LifWraps()):
+    """:func:`lif_step` on floating torch tensors holding integers, updating ``v`` in place (and
+    ``u`` where it is kept): the fast simulator's neuron update, one multiply and one truncation
+    per decay.
+
+    ``u, v``: float64 tensors of any shape (e.g. ``(neurons, batch)``), the state before the step;
+    ``a64``: the summed synaptic input already aligned, ``a << 6`` (float64, same shape);
+    ``bias``: effective bias in ``v`` units, broadcastable; ``wraps``: the wraps that can occur
+    (:func:`lif_wraps`; the default applies all of them). Returns ``(u, v, s)`` like
+    :func:`lif_step` (``u`` may be a new tensor, ``a64`` itself when ``du = 4095``).
+
+    Exactness: ``(4096 - (du + 1)) / 4096`` has at most 12 significant bits, so for integers below
+    2**41 the product ``u * factor`` is exact in float64 and ``trunc`` of it is
+    :func:`decay_current`; likewise for ``v``. Every value stays below 2**53.
+    """
+    import torch
+
+    cu = leak_from_du(du)
+    if cu == 0.0:
+        u = a64  # trunc(u * 0) + a64
+    else:  # trunc as copysign(floor(|y|), y): the same value, several times faster than trunc on CPU
+        u.mul_(cu)
+        u = torch.copysign(u.abs().floor_(), u).add_(a64)
+    if wraps.current_int32:
+        u = wrap_int32(u)
+    if wraps.current_24:
+        u = wrap_current(u)
+    cv = leak_from_dv(dv)
+    if cv != 1.0:
+        v.mul_(cv)
+        torch.copysign(v.abs().floor_(), v, out=v)
+    v.add_(u).add_(bias)
+    if wraps.voltage_int32:
+        v.copy_(wrap_int32(v))
+    v.clamp_(V_MIN, V_MAX)
+    s = v > scaled_threshold(vth)
+    v.masked_fill_(s, 0.0)
+    return u, v, s
+
+
 # --------------------------------------------------------------------------------------------
 # Synapses
 # --------------------------------------------------------------------------------------------
