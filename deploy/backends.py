@@ -1,4 +1,5 @@
-"""Execution backends for an integer network: ``sim`` (the integer simulator), ``lava-cpu``
+"""Execution backends for an integer network: ``sim`` (the integer simulator in torch, on CPU or
+CUDA: :func:`crsnn.sim.torch_sim.simulate_torch`), ``lava-cpu``
 (Lava's fixed-point CPU simulator, ``Loihi2SimCfg``) and ``loihi2`` (a Loihi 2 board through
 Intel's lava-loihi extension, ``Loihi2HwCfg``).
 
@@ -19,6 +20,8 @@ import numpy as np
 from crsnn.models.integer import IntegerNetwork
 
 BACKENDS = ("sim", "lava-cpu", "loihi2")
+#: Where the ``sim`` backend runs: ``auto`` is CUDA when torch sees a GPU, else the CPU.
+SIM_DEVICES = ("cpu", "cuda", "auto")
 
 
 class BackendUnavailable(RuntimeError):
@@ -72,23 +75,39 @@ def require_loihi2() -> None:
                                  + ". Use --backend lava-cpu (bit-exact CPU simulation of the same network).")
 
 
+def sim_device(device: str = "cpu"):
+    """The torch device of the ``sim`` backend for ``cpu``, ``cuda`` or ``auto``; raises
+    :class:`BackendUnavailable` for ``cuda`` on a machine without a usable GPU."""
+    from crsnn.sim.torch_sim import resolve_device
+
+    if device not in SIM_DEVICES:
+        raise ValueError(f"unknown device {device!r}; choose one of {', '.join(SIM_DEVICES)}")
+    try:
+        return resolve_device(device)
+    except ValueError as exc:
+        raise BackendUnavailable(str(exc)) from None
+
+
 def run_batch(net: IntegerNetwork, x: np.ndarray, backend: str = "sim", chunk: int = 32,
-              progress: Callable[[int], None] | None = None, timeout_s: float = 3600.0) -> BatchResult:
+              progress: Callable[[int], None] | None = None, timeout_s: float = 3600.0,
+              device: str = "cpu") -> BatchResult:
     """Run ``x`` (batch, steps, n_in) on a backend, ``chunk`` samples per Lava run (side by side).
-    ``progress(k)`` is called with the number of samples finished after each chunk."""
+    ``progress(k)`` is called with the number of samples finished after each chunk. ``device``
+    (``cpu``, ``cuda``, ``auto``) is where the ``sim`` backend runs; the results are the same bits."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend == "loihi2":
         require_loihi2()
+    dev = sim_device(device) if backend == "sim" else None
     hidden: list[list[np.ndarray]] = [[] for _ in net.hidden]
     readout = []
     step = len(x) if backend == "sim" else max(1, chunk)
     for start in range(0, len(x), step):
         xb = x[start:start + step]
         if backend == "sim":
-            from crsnn.sim.integer_sim import simulate
+            from crsnn.sim.torch_sim import simulate_torch
 
-            r = simulate(net, xb)
+            r = simulate_torch(net, xb, device=dev)
         elif backend == "lava-cpu":
             from crsnn.deploy.lava_network import run_lava
 

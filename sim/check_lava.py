@@ -1,9 +1,10 @@
-"""``python -m crsnn.sim.check_lava --networks N --seed S``: the integer simulator against Lava.
+"""``python -m crsnn.sim.check_lava --networks N --seed S [--device cpu|cuda|auto]``: the integer
+simulator against Lava.
 
 Builds N random networks covering the Loihi 2 parameter space (:mod:`crsnn.sim.random_networks`),
-runs each on the integer simulator and on Lava's fixed-point CPU simulator with the same random
-input (a batch of samples side by side), and compares every hidden spike and every readout
-voltage. The last line is::
+runs each on the integer simulator (:func:`crsnn.sim.torch_sim.simulate_torch`, on ``--device``)
+and on Lava's fixed-point CPU simulator with the same random input (a batch of samples side by
+side), and compares every hidden spike and every readout voltage. The last line is::
 
     bit-exact: K/N networks, M mismatching spikes, V mismatching readout values
 
@@ -21,19 +22,20 @@ from tqdm import tqdm
 
 from crsnn.deploy.lava_network import run_lava
 from crsnn.sim.compare import compare_runs
-from crsnn.sim.integer_sim import simulate
+from crsnn.sim.torch_sim import resolve_device, simulate_torch
 from crsnn.sim.random_networks import describe, random_input, random_network
 
 
-def check_network(seed: int, index: int, max_batch: int = 3, timeout_s: float = 300.0) -> tuple[str, object, dict]:
-    """Draw network ``index`` of ``seed``, run both executors, return (description, Mismatch,
-    stats)."""
+def check_network(seed: int, index: int, max_batch: int = 3, timeout_s: float = 300.0,
+                  device: str = "cpu") -> tuple[str, object, dict]:
+    """Draw network ``index`` of ``seed``, run both executors (the simulator on ``device``), return
+    (description, Mismatch, stats)."""
     rng = np.random.default_rng([seed, index])
     net, steps = random_network(rng)
     batch = int(rng.integers(1, max_batch + 1))
     x = random_input(rng, net, batch, steps)
     t0 = time.perf_counter()
-    ref = simulate(net, x)
+    ref = simulate_torch(net, x, device=device)
     t1 = time.perf_counter()
     lava = run_lava(net, x, timeout_s=timeout_s)
     t2 = time.perf_counter()
@@ -55,16 +57,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="seed of the network generator (default 0)")
     ap.add_argument("--batch", type=int, default=3, help="largest batch of samples per network (default 3)")
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds before a Lava run is killed")
+    ap.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto",
+                    help="where the integer simulator runs (default auto: CUDA when available)")
     ap.add_argument("-v", "--verbose", action="store_true", help="one line per network")
     args = ap.parse_args(argv)
     if args.networks < 1:
         ap.error("--networks must be >= 1")
+    try:
+        device = str(resolve_device(args.device))
+    except ValueError as exc:
+        ap.error(str(exc))
 
     exact = spikes = readout = total_spikes = total_slots = saturated = 0
     sim_s = lava_s = 0.0
     bar = tqdm(range(args.networks), desc="sim vs Lava", unit="net", file=sys.stderr)
     for i in bar:
-        desc, mm, st = check_network(args.seed, i, args.batch, args.timeout)
+        desc, mm, st = check_network(args.seed, i, args.batch, args.timeout, device)
         exact += mm.exact
         spikes += mm.spikes
         readout += mm.readout_values
@@ -79,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             tqdm.write(f"net {i:3d} [{desc}, batch {st['batch']}, {st['spikes']} spikes]: {status}")
     print(f"hidden spikes compared: {total_slots} (of which {total_spikes} spikes, "
           f"{100.0 * total_spikes / max(1, total_slots):.1f} %); saturated/spiking readout values: {saturated}")
-    print(f"time: integer simulator {sim_s:.2f} s, Lava {lava_s:.2f} s (incl. start-up)")
+    print(f"time: integer simulator ({device}) {sim_s:.2f} s, Lava {lava_s:.2f} s (incl. start-up)")
     print(f"bit-exact: {exact}/{args.networks} networks, {spikes} mismatching spikes, {readout} mismatching readout values")
     return 0 if (exact == args.networks and spikes == 0 and readout == 0) else 1
 
