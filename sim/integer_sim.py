@@ -1,5 +1,8 @@
-"""Fast, batched integer simulator of an :class:`~crsnn.models.integer.IntegerNetwork`,
+"""Batched integer simulator of an :class:`~crsnn.models.integer.IntegerNetwork` in NumPy,
 bit-exact with Lava's fixed-point CPU models (and so, by Lava's design, with Loihi 2).
+
+This is the readable reference: the ``sim`` backend and ``check_lava`` run
+:mod:`crsnn.sim.torch_sim` (same results, faster, CPU or CUDA), which the tests compare with it.
 
 Clock and latencies (Lava's; t = 0 .. T-1 is Lava's ``time_step`` t + 1)
 ------------------------------------------------------------------------
