@@ -3,6 +3,7 @@ atomic file writer."""
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Any
@@ -11,11 +12,13 @@ import nir
 import numpy as np
 
 import crsnn
-from crsnn.atomic_write import write_atomic
+from crsnn.atomic_write import write_bytes_atomic
 from crsnn import loihi2 as L2
 from crsnn.models.integer import Connection, IntegerNetwork, LIFParams, Recurrence
 
 FORMAT = "crsnn-nir/1"
+EVEN_KERNEL = ("'same' padding of an even kernel puts the extra tap on one side, and NIR tools disagree on which; "
+               "use an odd kernel size (3, 5, 7)")
 
 
 def _row(x: Any, n: int) -> np.ndarray:
@@ -65,6 +68,10 @@ def to_nir(net: IntegerNetwork, dt: float, metadata: dict[str, Any] | None = Non
     net.validate()
     if not dt > 0:
         raise ValueError(f"dt must be a positive number of seconds, got {dt}")
+    for li, layer in enumerate(net.hidden):
+        if layer.rec is not None and layer.rec.is_conv and layer.rec.kernel.size % 2 == 0:
+            raise ValueError(f"hidden layer {li}: conv kernel of even size {layer.rec.kernel.size} cannot be exported: "
+                             f"{EVEN_KERNEL}")
     nodes: dict[str, nir.NIRNode] = {"input": nir.Input(input_type={"input": np.array([1, net.n_in])})}
     edges: list[tuple[str, str]] = []
     prev = "input"
@@ -102,7 +109,15 @@ def to_nir(net: IntegerNetwork, dt: float, metadata: dict[str, Any] | None = Non
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta, type_check=True)
 
 
+def nir_bytes(graph: nir.NIRGraph) -> bytes:
+    """The NIR file of ``graph`` (HDF5), built in memory."""
+    buf = io.BytesIO()
+    nir.write(buf, graph)
+    return buf.getvalue()
+
+
 def write_nir_atomic(graph: nir.NIRGraph, path: str | os.PathLike) -> Path:
-    """``nir.write`` to a temporary file in the target folder, then rename: a failure leaves no
-    partial file behind. Raises ``OSError`` with the path when the folder cannot be written."""
-    return write_atomic(path, lambda tmp: nir.write(tmp, graph))
+    """Write ``graph`` to ``path`` atomically (:mod:`crsnn.atomic_write`): the HDF5 image is built
+    in memory, so a full disk or a file-size limit is one ``WriteError`` naming the path, never a
+    failure inside HDF5, and no partial or temporary file is left."""
+    return write_bytes_atomic(path, nir_bytes(graph))

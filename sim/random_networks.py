@@ -77,7 +77,7 @@ def _neuron(rng: np.random.Generator, n: int, readout: bool) -> LIFParams:
     return LIFParams(n=n, du=du, dv=dv, vth=vth, bias_mant=bm, bias_exp=be)
 
 
-def _recurrence(rng: np.random.Generator, n: int, vth: int, du: int) -> Recurrence:
+def _recurrence(rng: np.random.Generator, n: int, vth: int, du: int, odd_kernels: bool = False) -> Recurrence:
     delays = rng.integers(L2.DELAY_MIN, L2.DELAY_MAX + 1, n)
     if rng.random() < 0.5 and n >= 2:
         delays[rng.integers(0, n)] = L2.DELAY_MIN
@@ -87,6 +87,8 @@ def _recurrence(rng: np.random.Generator, n: int, vth: int, du: int) -> Recurren
     params = _conn_params(rng)
     if rng.random() < 0.7:
         k = int(rng.integers(1, min(7, n) + 1))
+        if odd_kernels and k % 2 == 0:
+            k -= 1
         raw = _raw_weights(rng, (k,))
         rec = Recurrence(delays=delays, kernel=raw, **params)
     else:
@@ -95,9 +97,11 @@ def _recurrence(rng: np.random.Generator, n: int, vth: int, du: int) -> Recurren
     return rec
 
 
-def random_network(rng: np.random.Generator, max_neurons: int = 48) -> tuple[IntegerNetwork, int]:
+def random_network(rng: np.random.Generator, max_neurons: int = 48, odd_kernels: bool = False
+                   ) -> tuple[IntegerNetwork, int]:
     """A random valid network and a number of steps (20..100). ``max_neurons`` bounds each
-    population."""
+    population. ``odd_kernels``: conv kernels of odd size only (what NIR export accepts; the
+    integer core and Lava also run even ones)."""
     n_in = int(rng.integers(2, 41))
     msg_bits = int(_pick(rng, [0, 0, 1, 2, 3, 4, 8]))
     payload = 1.0 if msg_bits == 0 else (2**msg_bits - 1) / 2.0
@@ -107,7 +111,7 @@ def random_network(rng: np.random.Generator, max_neurons: int = 48) -> tuple[Int
         nrn = _neuron(rng, n, readout=False)
         ff = Connection(_raw_weights(rng, (n, n_prev)), **_conn_params(rng))
         ff.weight_exp = _aim_exp(rng, ff.effective(), 0.3, payload, nrn.vth, nrn.du)
-        rec = _recurrence(rng, n, nrn.vth, nrn.du) if rng.random() < 0.85 else None
+        rec = _recurrence(rng, n, nrn.vth, nrn.du, odd_kernels) if rng.random() < 0.85 else None
         hidden.append(Layer(ff=ff, neuron=nrn, rec=rec))
         n_prev, payload = n, 1.0
     n_out = int(rng.integers(2, 11))

@@ -17,9 +17,12 @@ Loading API for export / deploy: :func:`load_checkpoint` ``(path) -> (model, inf
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
+import pickletools
 import time
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -28,7 +31,7 @@ import numpy as np
 import torch
 
 from crsnn import __version__
-from crsnn.atomic_write import write_atomic
+from crsnn.atomic_write import write_bytes_atomic
 from crsnn.models.integer import Connection, IntegerNetwork, Layer, LIFParams, Recurrence
 from crsnn.models.network import ModelConfig, SpikingNet, build_model
 
@@ -154,14 +157,101 @@ def plain_values(x: Any, keep_tensors: bool = True) -> Any:
     return str(x)
 
 
+def checkpoint_bytes(ckpt: dict) -> bytes:
+    """A checkpoint dict serialised by ``torch.save``, in memory."""
+    buf = io.BytesIO()
+    torch.save(ckpt, buf)
+    return buf.getvalue()
+
+
 def save_checkpoint(path: str | os.PathLike, model: SpikingNet, metadata: dict | None = None,
                     history: list | None = None) -> Path:
-    """Write the checkpoint atomically (temporary file + rename)."""
+    """Write the checkpoint atomically (:mod:`crsnn.atomic_write`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    ckpt = checkpoint_dict(model, metadata or {}, history)
-    write_atomic(path, lambda tmp: torch.save(ckpt, tmp))
-    return path
+    return write_bytes_atomic(path, checkpoint_bytes(checkpoint_dict(model, metadata or {}, history)))
+
+
+def get_rng_state() -> dict:
+    """Every random state training uses (torch CPU and CUDA, NumPy's and Python's global
+    generators), as plain values a weights-only load accepts."""
+    import random
+
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss = random.getstate()
+    state = {"torch": torch.get_rng_state(),
+             "numpy": {"kind": str(kind), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+             "python": {"version": int(version), "state": torch.tensor(list(internal), dtype=torch.int64),
+                        "gauss": None if gauss is None else float(gauss)},
+             "cuda": None}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = [s.cpu() for s in torch.cuda.get_rng_state_all()]
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what :func:`get_rng_state` returned."""
+    import random
+
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(int(v) for v in p["state"].tolist()), p["gauss"]))
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# modules whose globals in a pickle mean "this file runs code when unpickled"
+_DANGEROUS_MODULES = {"os", "posix", "nt", "subprocess", "sys", "shutil", "socket", "importlib", "runpy", "pickle",
+                      "marshal", "types", "code", "codeops", "ctypes", "pty", "commands", "webbrowser", "platform"}
+_DANGEROUS_BUILTINS = {"eval", "exec", "compile", "open", "__import__", "getattr", "setattr", "delattr", "globals",
+                       "locals", "vars", "input", "breakpoint", "execfile"}
+
+
+def _pickle_globals(data: bytes) -> list[str]:
+    """``module.name`` of every global a pickle references, found without unpickling it."""
+    found, strings = [], []
+    try:
+        for op, arg, _ in pickletools.genops(data):
+            if op.name == "GLOBAL" and isinstance(arg, str):
+                found.append(arg.replace(" ", "."))
+            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                found.append(f"{strings[-2]}.{strings[-1]}")
+            elif isinstance(arg, str) and "UNICODE" in op.name:
+                strings.append(arg)
+    except Exception:  # noqa: BLE001 - a truncated or odd pickle: report what was found so far
+        pass
+    return list(dict.fromkeys(found))
+
+
+def _refused_globals(path: Path) -> list[str]:
+    """The globals of a file's pickle (a raw pickle, or ``data.pkl`` inside a torch.save zip)
+    that a weights-only load refuses."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                name = next((n for n in z.namelist() if n.endswith("data.pkl")), None)
+                data = z.read(name) if name else b""
+        else:
+            data = path.read_bytes()[:1 << 24]
+    except (OSError, zipfile.BadZipFile, KeyError, ValueError):
+        return []
+    allowed = ("torch._utils.", "collections.OrderedDict", "torch.FloatStorage", "torch.LongStorage",
+               "torch.ByteStorage", "torch.IntStorage", "torch.DoubleStorage", "torch.BoolStorage",
+               "torch.HalfStorage", "torch.ShortStorage", "torch.CharStorage", "torch.BFloat16Storage",
+               "torch.serialization._get_layout", "torch.Size", "torch.device", "torch.dtype")
+    plain = {f"{m}.{t}" for m in ("builtins", "__builtin__")
+             for t in ("set", "frozenset", "list", "dict", "tuple", "bytearray", "complex", "slice", "int", "float")}
+    return [g for g in _pickle_globals(data) if not g.startswith(allowed) and g not in plain]
+
+
+def _is_dangerous(name: str) -> bool:
+    module, _, attr = name.rpartition(".")
+    builtin = module in ("builtins", "__builtin__")
+    return module.split(".")[0] in _DANGEROUS_MODULES or (builtin and attr in _DANGEROUS_BUILTINS)
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
@@ -172,13 +262,20 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     if path.is_dir():
         raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        glob = next((ln.strip() for ln in str(e).splitlines() if "Unsupported global" in ln), None)
-        if glob is not None:  # a real pickle of something else (classes, foreign objects)
-            glob = glob.split("GLOBAL", 1)[-1].split()[0] if "GLOBAL" in glob else glob[:80]
-            raise CheckpointError(f"{path}: not a crsnn checkpoint (it holds pickled objects such as {glob}, "
-                                  "which a weights-only load refuses)") from None
+        with warnings.catch_warnings():  # torch warns about pickle protocols of foreign files
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        refused = _refused_globals(path)
+        if refused:  # a pickle of Python objects: never unpickled here
+            danger = [g for g in refused if _is_dangerous(g)]
+            if danger:
+                raise CheckpointError(
+                    f"{path}: refused as unsafe: loading it would call {', '.join(danger[:3])} (it runs code when "
+                    "unpickled); it is not a crsnn checkpoint: do not load it with weights_only=False") from None
+            raise CheckpointError(f"{path}: not a crsnn checkpoint, refused as unsafe to unpickle (it holds pickled "
+                                  f"Python objects such as {', '.join(refused[:3])}; crsnn checkpoints hold only "
+                                  "tensors and plain values)") from None
         raise CheckpointError(f"{path}: unreadable or corrupt checkpoint (not a torch.save file)") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, AttributeError) as e:
         kind = type(e).__name__
@@ -248,6 +345,11 @@ def integer_network(path: str | os.PathLike) -> IntegerNetwork:
 def update_metadata(path: str | os.PathLike, extra: dict) -> None:
     """Add ``extra`` to a checkpoint's metadata (atomic rewrite; nothing else changes)."""
     path = Path(path)
+    write_bytes_atomic(path, checkpoint_bytes(with_metadata(path, extra)))
+
+
+def with_metadata(path: str | os.PathLike, extra: dict) -> dict:
+    """The checkpoint at ``path`` with ``extra`` added to its metadata (not written)."""
     ckpt = read_checkpoint(path)
     ckpt["metadata"].update(plain_values(extra))
-    write_atomic(path, lambda tmp: torch.save(ckpt, tmp))
+    return ckpt

@@ -10,6 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from crsnn import loihi2 as L2
+from crsnn.atomic_write import save_figure
 from crsnn.models.integer import IntegerNetwork
 
 
@@ -24,10 +25,10 @@ def _pyplot():
 
 def _save(fig, path: str | os.PathLike) -> Path:
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    _pyplot().close(fig)
-    return path
+    try:
+        return save_figure(fig, Path(path), dpi=110)
+    finally:
+        _pyplot().close(fig)
 
 
 def plot_training(history: Sequence[dict[str, Any]], path: str | os.PathLike, title: str = "") -> Path:

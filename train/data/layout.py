@@ -220,10 +220,12 @@ def write_spike_file(
     attrs: Mapping[str, Any] | None = None,
     speaker_gender: Sequence[str] | None = None,
 ) -> Path:
-    """Write samples in SHD's layout and dtypes (float16 seconds, uint16 units/labels/speakers).
+    """Write samples in SHD's layout and dtypes (float16 seconds, uint16 units/labels/speakers),
+    atomically (:mod:`crsnn.atomic_write`: the file is built in memory, then written; a failure
+    leaves the previous file, or none).
 
     Args:
-        path: output file (overwritten).
+        path: output file (replaced; its folder is created).
         times: per sample, spike times in seconds (any float dtype; stored as float16 like SHD).
         units: per sample, channel ids (stored as uint16).
         labels: class id per sample, shape ``(N,)``.
@@ -232,14 +234,33 @@ def write_spike_file(
         attrs: root attributes; dicts/lists are stored as JSON strings.
         speaker_gender: ``extra/meta_info/gender[speaker]`` (optional).
     """
-    h5py = _h5py()
+    from crsnn.atomic_write import write_bytes_atomic
+
     path = Path(path)
+    data = spike_file_bytes(times, units, labels, class_names, speakers, attrs, speaker_gender)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_bytes_atomic(path, data)
+
+
+def spike_file_bytes(
+    times: Sequence[np.ndarray],
+    units: Sequence[np.ndarray],
+    labels: Sequence[int] | np.ndarray,
+    class_names: Sequence[str],
+    speakers: Sequence[int] | np.ndarray | None = None,
+    attrs: Mapping[str, Any] | None = None,
+    speaker_gender: Sequence[str] | None = None,
+) -> bytes:
+    """The bytes of the file :func:`write_spike_file` writes (built in memory)."""
+    from crsnn.atomic_write import hdf5_bytes
+
+    h5py = _h5py()
     labels = np.asarray(labels)
     if not (len(times) == len(units) == len(labels)):
         raise ValueError("times, units and labels must have one entry per sample")
-    path.parent.mkdir(parents=True, exist_ok=True)
     kw = dict(track_times=False)
-    with h5py.File(path, "w", track_order=False) as f:
+
+    def fill(f) -> None:
         ft = f.create_dataset("spikes/times", (len(times),), dtype=h5py.vlen_dtype(np.float16), **kw)
         fu = f.create_dataset("spikes/units", (len(units),), dtype=h5py.vlen_dtype(np.uint16), **kw)
         for i, (t, u) in enumerate(zip(times, units)):
@@ -257,4 +278,5 @@ def write_spike_file(
             if isinstance(value, (dict, list, tuple)):
                 value = json.dumps(value, sort_keys=True)
             f.attrs[key] = value
-    return path
+
+    return hdf5_bytes(fill, track_order=False)

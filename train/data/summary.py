@@ -6,7 +6,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+
 import numpy as np
+
+from crsnn.atomic_write import save_figure
 
 from .layout import SHD_CHANNELS, SpikeFileHeader, iter_spikes, read_header
 
@@ -90,9 +93,10 @@ def raster(path: str | os.PathLike, index: int, out: str | os.PathLike,
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    try:
+        return save_figure(fig, out)
+    finally:
+        plt.close(fig)
 
 
 def count_features(path: str | os.PathLike, n_channels: int = SHD_CHANNELS,

@@ -28,8 +28,10 @@ from typing import Sequence
 import numpy as np
 from scipy import signal
 
+from crsnn.atomic_write import check_writable, write_together
+
 from .cochlea import CochleaParams, envelopes, firing_rates, normalise, renewal_spikes, resample
-from .layout import write_spike_file
+from .layout import spike_file_bytes
 from .parallel import map_ordered
 from .speech import ENGLISH_VOICES, GERMAN_VOICE, Utterance, list_variants, synthesize_all
 
@@ -261,7 +263,8 @@ def synthesize_benchmark(
     """
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    for split in ("train", "test"):  # before minutes of work
+        check_writable(out_dir / f"{split}.h5", make_parents=True)
     workers = workers or min(8, os.cpu_count() or 1)
     speakers = make_speakers(config, list_variants())
     plan = make_items(config, speakers)
@@ -282,12 +285,13 @@ def synthesize_benchmark(
     }
     summary = {"out_dir": str(out_dir), "files": {}}
     k = 0
+    images = []
     for split in ("train", "test"):
         its = plan[split]
         sp = spikes[k:k + len(its)]
         k += len(its)
-        path = write_spike_file(
-            out_dir / f"{split}.h5",
+        path = out_dir / f"{split}.h5"
+        images.append((path, spike_file_bytes(
             [t for t, _ in sp], [u for _, u in sp],
             [it.label for it in its], list(CLASS_NAMES),
             speakers=[it.speaker for it in its],
@@ -295,12 +299,13 @@ def synthesize_benchmark(
                    "description": "crsnn offline spoken-digit benchmark (espeak-ng + "
                                   "gammatone front end) in SHD's layout; NOT the SHD recordings",
                    "crsnn_synth": provenance},
-        )
+        )))
         summary["files"][split] = {
-            "path": str(path), "samples": len(its), "bytes": path.stat().st_size,
+            "path": str(path), "samples": len(its), "bytes": len(images[-1][1]),
             "speakers": sorted({it.speaker for it in its}),
             "mean_spikes": float(np.mean([t.size for t, _ in sp])) if sp else 0.0,
         }
+    write_together(images)  # train and test as one unit: never a new train file next to an old test file
     summary["seconds"] = time.perf_counter() - t0
     summary["speech_seconds"] = t_speech
     summary["synthesizer"] = provenance["synthesizer"]
