@@ -16,6 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from crsnn.atomic_write import check_writable
+from crsnn.cli_errors import run_command
+from crsnn.cli_types import CommandParser, positive_float, positive_int
 from crsnn.deploy.report import format_report, network_report
 from crsnn.export.nir_reader import NIRImportError, load_nir
 from crsnn.export.nir_writer import to_nir, write_nir_atomic
@@ -80,31 +83,31 @@ def check_export(model: Any, nir_path: Path, n_samples: int = 4, steps: int = 80
     return sum(int(s.size) for s in got.hidden_spikes), mm.spikes, mm.readout_values
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="crsnn-export", description=__doc__.split("\n\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    ap = CommandParser(prog="crsnn-export", description=__doc__.split("\n\n")[0])
     ap.add_argument("checkpoint", help="model.pt written by crsnn-train")
     ap.add_argument("out", help="NIR file to write (HDF5)")
-    ap.add_argument("--dt", type=float, default=None, help="time step in seconds (default: the checkpoint's)")
+    ap.add_argument("--dt", type=positive_float, default=None, help="time step in seconds (default: the checkpoint's)")
     ap.add_argument("--check", action="store_true", help="re-read the file and verify it spike for spike")
-    ap.add_argument("--check-samples", type=int, default=4, help="random inputs used by --check (default 4)")
-    args = ap.parse_args(argv)
+    ap.add_argument("--check-samples", type=positive_int, default=4, help="random inputs used by --check")
+    return ap
+
+
+def _export(args: argparse.Namespace) -> int:
+    check_writable(args.out)
+    model, info, net = integer_network_of(args.checkpoint)
+    dt = args.dt if args.dt is not None else info.get("dt")
+    if dt is None:
+        raise ExportError(f"{args.checkpoint}: the checkpoint records no time step; pass --dt SECONDS")
+    if not dt > 0:
+        raise ExportError(f"{args.checkpoint}: its time step {dt} is not positive; pass --dt SECONDS")
+    meta = _scalar_metadata({k: v for k, v in info.items() if k not in ("path", "history")})
+    meta["dt"] = float(dt)
     try:
-        model, info, net = integer_network_of(args.checkpoint)
-        dt = args.dt if args.dt is not None else info.get("dt")
-        if dt is None:
-            raise ExportError(f"{args.checkpoint}: the checkpoint records no time step; pass --dt SECONDS")
-        if not dt > 0:
-            raise ExportError(f"--dt must be positive, got {dt}")
-        meta = _scalar_metadata({k: v for k, v in info.items() if k not in ("path", "history")})
-        meta["dt"] = float(dt)
         graph = to_nir(net, dt=float(dt), metadata=meta)
-        path = write_nir_atomic(graph, args.out)
-    except ExportError as exc:
-        print(f"crsnn-export: error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"crsnn-export: error: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
+    except (ValueError, NetworkValidationError) as exc:
+        raise ExportError(f"{args.checkpoint}: {exc}".replace("\n", " ")) from None
+    path = write_nir_atomic(graph, args.out)
     print(format_report(network_report(net)))
     print(f"wrote {path} ({path.stat().st_size / 1024:.1f} KiB, {len(graph.nodes)} nodes, dt = {dt} s)")
     if args.check:
@@ -113,11 +116,16 @@ def main(argv: list[str] | None = None) -> int:
         except NIRImportError as exc:
             print(f"crsnn-export: error: --check could not re-read {path}: {exc}", file=sys.stderr)
             return 1
-        ok = spikes == 0 and readout == 0
+        ok = spikes == 0 and readout == 0 and compared > 0
         print(f"check: {compared} spike slots compared, {spikes} mismatching spikes, {readout} mismatching readout "
               f"values: {'OK' if ok else 'FAILED'}")
         return 0 if ok else 1
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_command("crsnn-export", lambda: _export(args), (ExportError,))
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ import nir
 import numpy as np
 
 from crsnn import loihi2 as L2
-from crsnn.export.nir_writer import FORMAT
+from crsnn.export.nir_writer import EVEN_KERNEL, FORMAT
 from crsnn.models.integer import (Connection, IntegerNetwork, Layer, LIFParams, NetworkValidationError,
                                   Recurrence)
 
@@ -58,6 +58,8 @@ def read_graph(source: str | os.PathLike | nir.NIRGraph) -> nir.NIRGraph:
     if isinstance(source, nir.NIRGraph):
         return source
     path = Path(source)
+    if path.is_dir():
+        raise NIRImportError(f"{path}: is a folder, not a NIR file; give the .nir file written by crsnn-export")
     if not path.is_file():
         raise NIRImportError(f"{path}: no such file")
     try:
@@ -172,7 +174,9 @@ def _conv_kernel(name: str, node: nir.Conv1d) -> np.ndarray:
         problems.append(f"weight shape {w.shape} (need one channel in and out: (1, 1, k))")
     if int(np.max(node.stride)) != 1 or int(np.max(node.dilation)) != 1 or int(node.groups) != 1:
         problems.append("stride, dilation and groups must be 1")
-    if not same:
+    if k % 2 == 0:
+        problems.append(f"even kernel size {k}: {EVEN_KERNEL}")
+    elif not same:
         problems.append(f"padding {pad!r} (need 'same')")
     if np.any(_flat(node.bias) != 0):
         problems.append("a non-zero bias")

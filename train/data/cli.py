@@ -6,7 +6,7 @@ Subcommands::
     crsnn-data encode WAV_DIR --out FILE.h5                  your WAV files -> spikes
     crsnn-data encode WAV_DIR --label-pattern '^(\\d+)_' --speaker-pattern '^\\d+_([a-z]+)_' \\
         --test-speakers theo --out DIR                       named files, speaker-disjoint split
-    crsnn-data show FILE.h5 [--index I] [--png PATH]         statistics + spike raster PNG
+    crsnn-data show FILE.h5 [--index I] [--png PATH]         statistics (+ spike raster PNG)
     crsnn-data baseline DIR | TRAIN.h5 TEST.h5               logistic-regression baseline
 """
 
@@ -17,6 +17,11 @@ import json
 import sys
 from pathlib import Path
 from typing import Sequence
+
+from crsnn.atomic_write import check_writable
+from crsnn.cli_errors import run_command
+from crsnn.cli_types import (CommandParser, float_range, non_negative_int, positive_float, positive_int,
+                             seed)
 
 from .layout import SpikeFileError
 
@@ -38,6 +43,11 @@ def _synth(args: argparse.Namespace) -> int:
 def _encode(args: argparse.Namespace) -> int:
     from .encode import encode_folder
 
+    if args.test_speakers is None:  # outputs checked before the work
+        check_writable(args.out, make_parents=True)
+    elif args.out.suffix.lower() not in (".h5", ".hdf5"):
+        for split in ("train", "test"):
+            check_writable(args.out / f"{split}.h5", make_parents=True)
     level = None if args.keep_level else args.level_db
     test = None if args.test_speakers is None else args.test_speakers.split(",")
     s = encode_folder(args.wav_dir, args.out, seed=args.seed, level_db=level,
@@ -56,10 +66,11 @@ def _encode(args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace) -> int:
     from .summary import file_stats, format_stats, raster
 
+    if args.png is not None:
+        check_writable(args.png, make_parents=True)
     print(format_stats(file_stats(args.file)))
-    if not args.no_png:
-        png = args.png or Path.cwd() / f"{Path(args.file).stem}_{args.index}.png"
-        print(f"raster of sample {args.index}: {raster(args.file, args.index, png)}")
+    if args.png is not None:
+        print(f"raster of sample {args.index}: {raster(args.file, args.index, args.png)}")
     return 0
 
 
@@ -84,23 +95,25 @@ def _baseline(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="crsnn-data", description=__doc__.split("\n\n")[0])
+    p = CommandParser(prog="crsnn-data", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("synth", help="synthesize the offline spoken-digit benchmark (needs espeak-ng)")
+    s = sub.add_parser("synth", help="synthesize the offline spoken-digit benchmark (needs espeak-ng)",
+                       description="Synthesize the offline spoken-digit benchmark (train.h5, test.h5).")
     s.add_argument("--out", required=True, type=Path, help="output directory (train.h5, test.h5)")
-    s.add_argument("--per-class", type=int, default=100,
-                   help="training utterances per class (test: per-class * test-fraction); default 100")
-    s.add_argument("--test-fraction", type=float, default=0.25)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--workers", type=int, default=None, help="processes (default: CPU count)")
+    s.add_argument("--per-class", type=positive_int, default=100,
+                   help="training utterances per class (test: per-class * test-fraction)")
+    s.add_argument("--test-fraction", type=float_range(0, 1, lo_open=True, hi_open=True), default=0.25,
+                   help="test utterances per training utterance")
+    s.add_argument("--seed", type=seed, default=0, help="seed of speakers, noise and spikes")
+    s.add_argument("--workers", type=positive_int, default=None, help="processes (default: CPU count, at most 8)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(fn=_synth)
 
     e = sub.add_parser("encode", help="encode WAV files (class folders or named files) into SHD-layout files",
                        description="Encode WAV_DIR/<class>/*.wav, or with --label-pattern every *.wav below "
                                    "WAV_DIR, into 700-channel cochlea spikes in SHD's layout.")
-    e.add_argument("wav_dir", type=Path)
+    e.add_argument("wav_dir", type=Path, help="folder of WAV files (one sub-folder per class without --label-pattern)")
     e.add_argument("--out", required=True, type=Path,
                    help="output .h5 file; with --test-speakers a folder (train.h5, test.h5)")
     e.add_argument("--label-pattern", metavar="REGEX", default=None,
@@ -111,26 +124,29 @@ def build_parser() -> argparse.ArgumentParser:
                         "(ids; names in the attribute speaker_names), e.g. '^\\d+_([a-z]+)_'")
     e.add_argument("--test-speakers", metavar="A,B", default=None,
                    help="write --out/train.h5 (other speakers) and --out/test.h5 (these speakers)")
-    e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--level-db", type=float, default=0.0, help="normalised active RMS (dB re. 1)")
+    e.add_argument("--seed", type=seed, default=0, help="seed of the spike generator")
+    e.add_argument("--level-db", type=float_range(), default=0.0, help="normalised active RMS (dB re. 1)")
     e.add_argument("--keep-level", action="store_true", help="do not normalise the level")
-    e.add_argument("--max-duration", type=float, default=None, help="seconds kept per file (default: all)")
-    e.add_argument("--workers", type=int, default=None, help="processes (default: CPU count, at most 8)")
-    e.add_argument("--quiet", action="store_true")
+    e.add_argument("--max-duration", type=positive_float, default=None, help="seconds kept per file (default: all)")
+    e.add_argument("--workers", type=positive_int, default=None, help="processes (default: CPU count, at most 8)")
+    e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.set_defaults(fn=_encode)
 
-    w = sub.add_parser("show", help="counts per class, length statistics, raster PNG of a sample")
-    w.add_argument("file", type=Path)
-    w.add_argument("--index", type=int, default=0)
-    w.add_argument("--png", type=Path, default=None, help="default: ./<file stem>_<index>.png")
-    w.add_argument("--no-png", action="store_true")
+    w = sub.add_parser("show", help="counts per class, length statistics, raster PNG of a sample",
+                       description="Counts per class and length statistics of a spike file; with --png, a "
+                                   "spike raster of one sample.")
+    w.add_argument("file", type=Path, help="SHD-layout .h5 file")
+    w.add_argument("--index", type=non_negative_int, default=0, help="sample drawn by --png")
+    w.add_argument("--png", type=Path, default=None, help="write a spike raster of sample --index to this PNG")
+    w.add_argument("--no-png", action="store_true", help="no effect (kept for old scripts): no PNG without --png")
     w.set_defaults(fn=_show)
 
-    b = sub.add_parser("baseline", help="logistic regression on per-channel spike counts")
+    b = sub.add_parser("baseline", help="logistic regression on per-channel spike counts",
+                       description="Logistic regression on per-channel spike counts (a difficulty check).")
     b.add_argument("data", type=Path, help="directory with train/test files, or the train file")
     b.add_argument("test", type=Path, nargs="?", default=None, help="test file (with a train file)")
-    b.add_argument("--C", type=float, default=0.1, help="inverse L2 strength")
-    b.add_argument("--json", action="store_true")
+    b.add_argument("--C", type=positive_float, default=0.1, help="inverse L2 strength")
+    b.add_argument("--json", action="store_true", help="also print the result as one JSON line")
     b.set_defaults(fn=_baseline)
     return p
 
@@ -138,14 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``crsnn-data``; returns the exit status (2 on a data error)."""
     args = build_parser().parse_args(argv)
-    try:
-        return args.fn(args)
-    except (SpikeFileError, FileNotFoundError, IndexError, ValueError) as exc:
-        print(f"crsnn-data {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except RuntimeError as exc:  # e.g. espeak-ng unavailable
-        print(f"crsnn-data {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    # RuntimeError: e.g. espeak-ng unavailable
+    return run_command(f"crsnn-data {args.command}", lambda: args.fn(args),
+                       (SpikeFileError, FileNotFoundError, IndexError, ValueError, RuntimeError))
 
 
 if __name__ == "__main__":
