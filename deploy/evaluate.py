@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from crsnn.atomic_write import figure_bytes
 from crsnn.models.integer import IntegerNetwork
 
 
@@ -49,21 +50,29 @@ def binning_from_metadata(meta: dict[str, Any], dt: float | None = None, max_tim
 
 def load_test_set(source: str, net: IntegerNetwork, binning: dict[str, Any], n: int | None = None,
                   progress: bool = False) -> EvalSet:
-    """The first ``n`` samples (all if None) of the test split of ``source`` (an SHD-layout file or
-    directory, or ``synthetic[:...]``), binned like the training data and clipped to the input
-    message range exactly as training clips them."""
-    from crsnn.train.datasets import DataError, load_data
+    """The first ``n`` samples (all if None) of the test set of ``source``, binned like the
+    training data and clipped to the input message range exactly as training clips them. A single
+    SHD-layout file is the test set; a folder uses its test file; nothing else is read
+    (:func:`crsnn.train.data.shd.load_test_split`); ``synthetic[:...]`` generates its test split."""
+    from crsnn.train.data.layout import SpikeFileError
+    from crsnn.train.data.shd import load_test_split
+    from crsnn.train.datasets import DataError, SpikeSplit, load_data
 
+    dt, max_time, group = binning["dt"], binning["max_time"], binning["channel_group"]
     try:
-        bundle = load_data(source, dt=binning["dt"], max_time=binning["max_time"],
-                           channel_group=binning["channel_group"], progress=progress)
-    except DataError as exc:
-        raise EvalDataError(str(exc)) from None
-    if bundle.n_in != net.n_in:
-        raise EvalDataError(f"{source}: the data has {bundle.n_in} input channels after grouping by "
+        if source == "synthetic" or source.startswith("synthetic:"):
+            bundle = load_data(source, dt=dt, max_time=max_time, channel_group=group)
+            test, names, n_in = bundle["test"], list(bundle.class_names), bundle.n_in
+        else:
+            sub = load_test_split(source, dt=dt, max_duration=max_time, channel_group=group, progress=progress)
+            test, names, n_in = SpikeSplit(sub, "test"), list(sub.class_names), int(sub.n_inputs)
+    except (DataError, SpikeFileError, OSError, ValueError) as exc:
+        raise EvalDataError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+    if n_in != net.n_in:
+        raise EvalDataError(f"{source}: the data has {n_in} input channels after grouping by "
                             f"{binning['channel_group']}, the network expects {net.n_in} (check --channel-group)")
     xs, ys = [], []
-    for xb, yb in bundle["test"].eval_batches(256):
+    for xb, yb in test.eval_batches(256):
         xs.append(xb.numpy())
         ys.append(yb.numpy())
         if n is not None and sum(len(b) for b in ys) >= n:
@@ -71,7 +80,7 @@ def load_test_set(source: str, net: IntegerNetwork, binning: dict[str, Any], n: 
     x = np.concatenate(xs)[:n]
     y = np.concatenate(ys)[:n].astype(np.int64)
     x = np.clip(x.astype(np.int64), 0, net.max_input())
-    return EvalSet(x=x, y=y, class_names=list(bundle.class_names), binning=binning)
+    return EvalSet(x=x, y=y, class_names=names, binning=binning)
 
 
 def predict(readout_v: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
@@ -105,9 +114,10 @@ def format_confusion(m: np.ndarray, names: list[str]) -> str:
 
 
 def plot_rasters(path: str, integer_hidden: list[np.ndarray], lava_hidden: list[np.ndarray], sample: int = 0,
-                 title: str = "") -> None:
-    """PNG: per hidden layer, the spikes of one sample from the integer simulator (dots) and Lava
-    (rings); a mismatch would show as a red cross."""
+                 title: str = "") -> bytes:
+    """The PNG (returned as bytes, for an atomic write to ``path``): per hidden layer, the spikes of
+    one sample from the integer simulator (dots) and Lava (rings); a mismatch would show as a red
+    cross."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -134,5 +144,7 @@ def plot_rasters(path: str, integer_hidden: list[np.ndarray], lava_hidden: list[
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        return figure_bytes(fig, path, dpi=110)
+    finally:
+        plt.close(fig)

@@ -1,18 +1,32 @@
-"""Run a function in a forked child process with a time limit.
+"""Run a function in a forked child process with a time limit, and never leave it running.
 
 Lava hangs instead of failing on some errors (an exception inside a ProcessModel before its port
-send blocks the run, and ``stop()`` can then block too). Running the whole Lava job in a child
-process that leads its own process group lets us kill the job *and* Lava's worker processes when
-the limit passes, and report a clear error instead of hanging.
+send blocks the run, and ``stop()`` can then block too). The whole Lava job therefore runs in a
+child process that leads its own process group; Lava's worker processes (forked from it) are in
+that group. Whenever the call does not end normally -- time limit, an exception, or a signal to
+the command (SIGINT / SIGTERM / SIGHUP arrive as exceptions, see :mod:`crsnn.cli_errors`) -- the
+group is sent SIGTERM, given up to :data:`GRACE_S` seconds to go (Python's resource tracker uses
+that time to remove Lava's shared memory), then SIGKILL; then the job's temporary folder (every
+temporary file of the job goes there) and any shared-memory segment the job created and nobody
+removed are deleted. If the parent itself dies without cleaning up (SIGKILL, a crash), the kernel
+sends the child SIGTERM (``PR_SET_PDEATHSIG``) and the child ends its group the same way.
 """
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing as mp
 import os
+import shutil
 import signal
+import tempfile
+import time
 import traceback
+from pathlib import Path
 from typing import Any, Callable
+
+GRACE_S = 1.0  # SIGTERM -> SIGKILL
+_PR_SET_PDEATHSIG = 1
 
 
 class LavaTimeoutError(TimeoutError):
@@ -20,34 +34,233 @@ class LavaTimeoutError(TimeoutError):
 
 
 class LavaRunError(RuntimeError):
-    """The Lava job raised; the message carries the child's traceback."""
+    """The Lava job raised or died. The message is one line; ``details`` holds the child's
+    traceback (printed by the commands with ``CRSNN_DEBUG=1``)."""
+
+    def __init__(self, message: str, details: str = "") -> None:
+        super().__init__(message)
+        self.details = details
 
 
-def _child(conn, fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
-    os.setsid()  # own process group: Lava's workers (forked from here) die with it
+def _die_with_parent(parent_pid: int) -> None:
+    """Ask the kernel to send this process SIGTERM when its parent ends (Linux); exit now if
+    the parent is already gone."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the parent's cleanup is all there is
+        pass
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
+_JOB_TMP = ""  # in the child: its temporary folder
+
+
+def _end_own_group(signum: int, frame: object) -> None:
+    """In the child: a SIGTERM/SIGHUP (from the parent, or the parent's death) ends the whole
+    group -- Lava's workers included --, removes the job's shared memory and temporary folder (the
+    parent may be gone) and exits."""
+    for s in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, signal.SIG_IGN)
+    stop_group(os.getpgid(0), spare=os.getpid())  # the resource tracker finishes once we are gone
+    if _JOB_TMP:
+        _remove_job_files(_JOB_TMP)
+    os._exit(128 + signum)
+
+
+_SHM_LOG = "shared-memory-names"
+
+
+def _log_shared_memory(folder: str) -> None:
+    """In the child: note the name of every shared-memory segment this job (Lava's message
+    channels) creates, before it is created, in ``folder``. A job stopped while it creates them
+    can leave segments that Python's resource tracker never heard of; the names let
+    :func:`_remove_job_files` remove them."""
+    from multiprocessing import shared_memory
+
+    make = getattr(shared_memory, "_make_filename", None)
+    if make is None:  # pragma: no cover - another Python
+        return
+    log = os.path.join(folder, _SHM_LOG)
+
+    def make_and_log() -> str:
+        name = make()
+        with open(log, "a") as f:
+            f.write(name + "\n")
+        return name
+
+    shared_memory._make_filename = make_and_log
+
+
+def _remove_job_files(folder: str) -> None:
+    """Unlink the job's shared-memory segments that still exist, then remove its folder."""
+    try:
+        names = Path(folder, _SHM_LOG).read_text().split()
+    except OSError:
+        names = []
+    if names:
+        from multiprocessing import shared_memory
+
+        for name in names:
+            try:
+                shared_memory._posixshmem.shm_unlink(name)
+            except (OSError, AttributeError):
+                pass
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _send(pids: list[int], sig: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def stop_group(pgid: int, spare: int | None = None, grace_s: float = GRACE_S,
+               tracker_s: float | None = None, reap: Callable[[], None] | None = None) -> None:
+    """End the processes of group ``pgid`` (all but ``spare``): SIGTERM, repeated every 50 ms (a
+    worker forked just as the first one arrived can have lost it), SIGKILL after ``grace_s``.
+    Python's resource tracker ignores SIGTERM and removes the job's shared memory once every
+    process holding its pipe is gone: with ``tracker_s`` it gets that long to finish before
+    SIGKILL; without, it is left to finish on its own (the caller still holds the pipe).
+    ``reap()`` runs while waiting (the parent reaps its child there)."""
+    deadline = time.monotonic() + grace_s
+    tracker_deadline = None
+    while True:
+        if reap is not None:
+            reap()
+        members = [p for p in group_members(pgid) if p != spare]
+        workers = [p for p in members if "resource_tracker" not in _cmdline(p)]
+        now = time.monotonic()
+        if workers:
+            _send(workers, signal.SIGTERM if now < deadline else signal.SIGKILL)
+        elif not members or tracker_s is None:
+            return
+        else:
+            tracker_deadline = tracker_deadline or now + tracker_s
+            if now > tracker_deadline:
+                _send(members, signal.SIGKILL)
+                tracker_s = 0.0
+        time.sleep(0.05 if workers else 0.01)
+
+
+def _default_signals() -> None:
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, signal.SIG_DFL)
+
+
+def _child(conn, fn: Callable[..., Any], args: tuple, kwargs: dict, parent_pid: int, tmp: str) -> None:
+    os.setsid()  # own process group (and session): Lava's workers, forked from here, join it
+    _die_with_parent(parent_pid)
+    # every temporary file of the job (ours, multiprocessing's, Lava's) goes to a folder the parent
+    # made and removes: a killed job leaves nothing in the system's temporary folder
+    global _JOB_TMP
+    os.environ["TMPDIR"] = tempfile.tempdir = _JOB_TMP = tmp
+    _log_shared_memory(tmp)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is the parent's to handle
+    signal.signal(signal.SIGTERM, _end_own_group)
+    signal.signal(signal.SIGHUP, _end_own_group)
+    os.register_at_fork(after_in_child=_default_signals)  # Lava's workers: default actions
+    # Python's resource tracker (started by Lava's shared memory) warns on stderr about the
+    # segments it removes after the group was stopped: that clean-up is intended, not news.
+    quiet = "ignore::UserWarning:multiprocessing.resource_tracker"
+    os.environ["PYTHONWARNINGS"] = ",".join(filter(None, (os.environ.get("PYTHONWARNINGS"), quiet)))
     try:
         conn.send(("ok", fn(*args, **kwargs)))
     except BaseException as exc:  # noqa: BLE001 - everything is reported to the parent
-        conn.send(("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
+        text = str(exc).strip().splitlines()
+        conn.send(("error", (f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": "),
+                             traceback.format_exc())))
     finally:
         conn.close()
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes of process group ``pgid``, from /proc; without /proc, the
+    group id itself while the group has any member."""
+    proc = Path("/proc")
+    if not proc.is_dir():  # pragma: no cover - not Linux
+        try:
+            os.killpg(pgid, 0)
+            return [pgid]
+        except (ProcessLookupError, PermissionError):
+            return []
+    out = []
+    for d in proc.iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        if len(fields) > 2 and fields[0] not in ("Z", "X") and int(fields[2]) == pgid:
+            out.append(int(d.name))
+    return out
+
+
+def end_group(proc: mp.process.BaseProcess, grace_s: float = GRACE_S) -> None:
+    """End the child ``proc`` and every process of its group (see :func:`stop_group`); reaps the
+    child. Returns once nothing of the group runs."""
+    pgid = proc.pid
+    if pgid is None:
+        return
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:  # the child has not called setsid() yet, or the group is gone
+        if proc.is_alive():
+            try:
+                os.kill(pgid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    stop_group(pgid, grace_s=grace_s, tracker_s=1.0, reap=lambda: proc.join(timeout=0))
+    proc.join(timeout=1.0)
+    if proc.is_alive():  # pragma: no cover - not in its group yet and deaf to SIGTERM
+        proc.kill()
+        proc.join(timeout=1.0)
+
+
+def _job_folder() -> str:
+    """A new private temporary folder for one job. Unix socket paths of multiprocessing inside it
+    (``<folder>/pymp-XXXXXXXX/listener-XXXXXXXX``) must stay below 108 bytes: under a long TMPDIR,
+    /tmp is used when it can be."""
+    base = tempfile.gettempdir()
+    if len(base) > 60 and os.path.isdir("/tmp") and os.access("/tmp", os.W_OK):
+        base = "/tmp"
+    return tempfile.mkdtemp(prefix="crsnn-", dir=base)
 
 
 def run_with_timeout(fn: Callable[..., Any], *args: Any, timeout_s: float = 600.0, what: str = "Lava run",
                      **kwargs: Any) -> Any:
     """Call ``fn(*args, **kwargs)`` in a forked child; return its (picklable) result.
 
-    Raises :class:`LavaTimeoutError` after ``timeout_s`` seconds (the child's whole process group
-    is killed) and :class:`LavaRunError` if the child raised or died.
+    Raises :class:`LavaTimeoutError` after ``timeout_s`` seconds and :class:`LavaRunError` if the
+    child raised or died. However the call ends -- including by an exception such as
+    ``KeyboardInterrupt`` raised in this process -- the child's whole process group has ended
+    when it returns.
     """
     ctx = mp.get_context("fork")
+    tmp = _job_folder()
     parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(child, fn, args, kwargs), daemon=False)
-    proc.start()
+    proc = ctx.Process(target=_child, args=(child, fn, args, kwargs, os.getpid(), tmp), daemon=False)
+    try:
+        proc.start()
+    except BaseException:
+        _remove_job_files(tmp)
+        raise
     child.close()
+    finished = False
     try:
         if not parent.poll(timeout_s):
-            _kill_group(proc)
             raise LavaTimeoutError(
                 f"{what} did not finish within {timeout_s:.0f} s and was stopped. Lava hangs instead of "
                 "failing on some invalid parameters; validate the network (IntegerNetwork.validate) "
@@ -55,20 +268,17 @@ def run_with_timeout(fn: Callable[..., Any], *args: Any, timeout_s: float = 600.
         try:
             status, payload = parent.recv()
         except EOFError:
+            proc.join(timeout=1.0)
             raise LavaRunError(f"{what}: the worker process died (exit code {proc.exitcode})") from None
+        finished = True
     finally:
         parent.close()
-        proc.join(timeout=5)
-        if proc.is_alive():
-            _kill_group(proc)
+        if finished:
+            proc.join(timeout=5)  # the child ends by itself once it has sent its result
+        if not finished or proc.is_alive() or group_members(proc.pid):
+            end_group(proc)
+        _remove_job_files(tmp)
     if status == "error":
-        raise LavaRunError(f"{what} failed: {payload}")
+        message, details = payload
+        raise LavaRunError(f"{what} failed: {message}", details)
     return payload
-
-
-def _kill_group(proc: mp.process.BaseProcess) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.join(timeout=5)

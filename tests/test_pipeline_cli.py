@@ -72,7 +72,7 @@ def test_export_errors_are_one_line_with_non_zero_exit(trained, tmp_path, capsys
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and needle in err and "Traceback" not in err
     float_ck = tmp_path / "float.pt"
-    assert train_main(["--data", DATA, "--hidden", "8", "--epochs", "1", "--qat-start", "5", "--out", str(float_ck),
+    assert train_main(["--data", DATA, "--hidden", "8", "--epochs", "1", "--qat-start", "-1", "--out", str(float_ck),
                        "--no-progress"]) == 0
     capsys.readouterr()
     assert export_main([str(float_ck), str(tmp_path / "f.nir")]) == 2

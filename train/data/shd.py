@@ -353,3 +353,35 @@ def load_splits(
         else:
             out[split] = SpikeSubset(data, idx, split)
     return {k: out[k] for k in sorted(out, key=lambda s: (SPLITS + ("data",)).index(s))}
+
+
+def test_file_of(path: str | os.PathLike) -> Path:
+    """The one file that holds the test set of ``path``: a single file is the test set (whatever
+    its name); a folder must hold a test file (``test.h5``, ``shd_test.h5``, ``ssc_test.h5``).
+    Nothing is opened. Raises :class:`SpikeFileError`."""
+    path = Path(path)
+    if path.is_dir():
+        files = find_split_files(path)
+        if "test" not in files:
+            raise SpikeFileError(f"{path}: no test file (expected test.h5, shd_test.h5 or ssc_test.h5; found "
+                                 f"{', '.join(p.name for p in files.values())}); or give the test file itself")
+        return files["test"]
+    if not path.exists():
+        gz = path.with_name(path.name + ".gz")
+        hint = f" (found {gz.name}: decompress it first, e.g. `gunzip -k {gz}`)" if gz.exists() else ""
+        raise SpikeFileError(f"{path}: no such file or folder{hint}")
+    return path
+
+
+def load_test_split(
+    path: str | os.PathLike,
+    dt: float = 0.01,
+    max_duration: float = 1.0,
+    channel_group: int = 1,
+    n_channels: int = SHD_CHANNELS,
+    progress: bool = False,
+) -> SpikeSubset:
+    """Only the test set of ``path`` (see :func:`test_file_of`), binned: for evaluation, where a
+    missing or broken training file must not matter. Returns a subset named ``test``."""
+    data = load_binned(test_file_of(path), dt, max_duration, channel_group, n_channels, progress=progress)
+    return SpikeSubset(data, np.arange(len(data), dtype=np.int64), "test")
