@@ -78,7 +78,8 @@ def train_run(argv: list[str], out: Path) -> dict:
             return d
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out.with_suffix(".txt"), "w") as f:
-        rc = subprocess.run([sys.executable, "-m", "crsnn.train", *argv], stdout=f, stderr=subprocess.STDOUT).returncode
+        rc = subprocess.run([sys.executable, "-m", "crsnn.train", *argv, "--force"], stdout=f,
+                            stderr=subprocess.STDOUT).returncode  # --force: replaces an unfinished or older run
     if rc != 0:
         raise RuntimeError(f"training failed (exit {rc}), see {out.with_suffix('.txt')}")
     return json.loads(log.read_text())
@@ -86,8 +87,9 @@ def train_run(argv: list[str], out: Path) -> dict:
 
 def _same_args(a: list[str], b: list[str]) -> bool:
     """Equal argument lists, paths compared after resolving them (relative == absolute)."""
-    norm = lambda args: [str(Path(x).resolve()) if Path(x).exists() else x for x in args]  # noqa: E731
-    return len(a) == len(b) and norm(a) == norm(b)
+    norm = lambda args: [str(Path(x).resolve()) if Path(x).exists() else x  # noqa: E731
+                         for x in args if x != "--force"]
+    return norm(a) == norm(b)
 
 
 def _repo_relative(obj: Any) -> Any:

@@ -20,6 +20,10 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from crsnn.atomic_write import write_json_atomic
+from crsnn.cli_errors import Interrupted, run_command
+from crsnn.cli_types import CommandParser, odd_int, positive_int, seed
+
 
 class DemoError(RuntimeError):
     """A demo step failed; the message names the step."""
@@ -33,19 +37,22 @@ def _call(name: str, main: Callable[[list[str]], int], argv: list[str]) -> None:
     """Run a command's ``main(argv)`` in this process; raise :class:`DemoError` unless it exits 0."""
     print(f"$ {name} {' '.join(argv)}", flush=True)
     rc = main(argv)
+    if rc > 128:  # the step was interrupted by a signal (it said so): stop with the same status
+        raise Interrupted(rc - 128)
     if rc != 0:
         raise DemoError(f"{name} exited with status {rc} (its message is above)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m crsnn.demo", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", default="runs/demo", help="folder for everything the demo writes (default runs/demo)")
-    ap.add_argument("--per-class", type=int, default=40, help="training utterances per class (test: a quarter)")
-    ap.add_argument("--hidden", type=int, nargs="+", default=[128, 128], help="hidden layer sizes")
-    ap.add_argument("--kernel", type=int, default=3, help="CRSNN recurrent kernel size (3 or 5)")
-    ap.add_argument("--epochs", type=int, default=30, help="training epochs (QAT in the last quarter)")
-    ap.add_argument("--seed", type=int, default=0, help="data and training seed")
-    ap.add_argument("--workers", type=int, default=None, help="processes for the cochlea front end")
+    ap = CommandParser(prog="python -m crsnn.demo", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default="runs/demo", help="folder for everything the demo writes (replaced on a re-run)")
+    ap.add_argument("--per-class", type=positive_int, default=40,
+                    help="training utterances per class (test: a quarter)")
+    ap.add_argument("--hidden", type=positive_int, nargs="+", default=[128, 128], help="hidden layer sizes")
+    ap.add_argument("--kernel", type=odd_int(1), default=3, help="CRSNN recurrent kernel size (3 or 5)")
+    ap.add_argument("--epochs", type=positive_int, default=30, help="training epochs (QAT in the last quarter)")
+    ap.add_argument("--seed", type=seed, default=0, help="data and training seed")
+    ap.add_argument("--workers", type=positive_int, default=None, help="processes for the cochlea front end")
     ap.add_argument("--no-progress", action="store_true", help="no progress bars")
     return ap
 
@@ -70,7 +77,7 @@ def run(args: argparse.Namespace) -> dict:
     _step(2, n, "train a CRSNN with quantization-aware training")
     train_argv = ["--data", str(data), "--model", "crsnn", "--hidden", *map(str, args.hidden),
                   "--kernel", str(args.kernel), "--epochs", str(args.epochs), "--channel-group", "5",
-                  "--max-time", "1.4", "--seed", str(args.seed), "--out", str(ckpt)]
+                  "--max-time", "1.4", "--seed", str(args.seed), "--out", str(ckpt), "--force"]
     if args.no_progress:
         train_argv.append("--no-progress")
     _call("crsnn-train", train_main, train_argv)
@@ -106,7 +113,7 @@ def run(args: argparse.Namespace) -> dict:
                   "plots": [str(curves), str(delays), rep["raster_png"]],
                   "reports": [str(out / "verify.json"), str(out / "loihi2_report.json"), str(out / "summary.json")]},
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_json_atomic(out / "summary.json", summary)
     return summary
 
 
@@ -133,18 +140,19 @@ def format_summary(s: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _demo(args: argparse.Namespace) -> int:
     try:
         s = run(args)
     except (DemoError, OSError) as exc:
         print(f"\ncrsnn demo: FAILED: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("\ncrsnn demo: interrupted", file=sys.stderr)
-        return 130
     print(format_summary(s))
     return 0 if s["mismatching_spikes"] == 0 and s["mismatching_readout_values"] == 0 else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_command("crsnn demo", lambda: _demo(args))
 
 
 if __name__ == "__main__":

@@ -40,8 +40,8 @@ def _briefly_trained(variant: str, seed: int = 0):
         for layer in model.layers:
             layer.weight.mul_(gain)
     init_delays = [l.delays.detach().clone() for l in model.layers if l.recurrence]
-    opt = torch.optim.Adam([{"params": model.param_groups()["weights"], "lr": 1e-2},
-                            {"params": model.param_groups()["delays"], "lr": 0.3}])
+    opt = torch.optim.Adam([{"params": g["params"], "lr": 0.3 if g["name"] == "delays" else 1e-2}
+                            for g in model.param_groups(kernel_scale=1.0)])
     x, y = TASK.generate(8 * 32, seed=seed)
     x, y = torch.from_numpy(x), torch.from_numpy(y)
     model.train()

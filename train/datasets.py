@@ -156,6 +156,8 @@ def parse_synthetic(spec: str) -> tuple[DelayTask, dict]:
 
 def load_data(source: str, dt: float = 0.01, max_time: float = 1.0, channel_group: int = 1,
               valid_fraction: float = 0.1, seed: int = 0, augment_shift: int = 0, augment_mix: float = 0.0,
+              augment_channel_shift: int = 0, augment_stretch: float = 0.0, augment_noise: float = 0.0,
+              augment_tilt: float = 1.0, augment_freq_mask: int = 0,
               max_train: int | None = None, progress: bool = False) -> DataBundle:
     """Load ``source`` (see the module docstring) into a :class:`DataBundle` with ``train``,
     ``valid`` and ``test`` splits. ``max_train``: keep only the first N training samples (quick
@@ -186,7 +188,10 @@ def load_data(source: str, dt: float = 0.01, max_time: float = 1.0, channel_grou
     if missing:
         raise DataError(f"{source}: no {'/'.join(missing)} split found (found {', '.join(subsets) or 'none'}); "
                         "give a directory with train and test files")
-    augment = Augment(max_shift=int(augment_shift), mix_prob=float(augment_mix)) if (augment_shift or augment_mix) else None
+    augment = Augment(max_shift=int(augment_shift), mix_prob=float(augment_mix), channel_shift=int(augment_channel_shift),
+                      stretch=float(augment_stretch), noise=float(augment_noise), tilt=float(augment_tilt),
+                      freq_mask=int(augment_freq_mask))
+    augment = augment if augment.enabled else None
     train_sub = subsets["train"]
     if max_train and max_train < len(train_sub):
         train_sub = type(train_sub)(train_sub.data, train_sub.indices[:max_train], train_sub.name)
@@ -198,6 +203,29 @@ def load_data(source: str, dt: float = 0.01, max_time: float = 1.0, channel_grou
                       list(first.class_names),
                       {"kind": "spike-files", "path": str(source), "dt": dt, "max_time": max_time,
                        "channel_group": channel_group, "valid_fraction": valid_fraction})
+
+
+def load_test_data(source: str, dt: float = 0.01, max_time: float = 1.0, channel_group: int = 1,
+                   seed: int = 0, progress: bool = False) -> DataBundle:
+    """Only the test split of ``source``, for evaluation: a single file is the test set, a
+    folder uses its test file (:func:`crsnn.train.data.shd.test_file_of`), nothing else is read
+    -- a missing or broken training file does not matter. ``synthetic[:...]`` generates its test
+    split. The bundle has one split, ``test``. Raises :class:`DataError` (one line)."""
+    if source == "synthetic" or source.startswith("synthetic:"):
+        bundle = load_data(source, dt=dt, max_time=max_time, channel_group=channel_group, seed=seed)
+        bundle.splits = {"test": bundle.splits["test"]}
+        return bundle
+    from .data.layout import SpikeFileError
+    from .data.shd import load_test_split
+
+    try:
+        sub = load_test_split(source, dt=dt, max_duration=max_time, channel_group=channel_group, progress=progress)
+    except (SpikeFileError, OSError, ValueError) as e:
+        raise DataError(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
+    return DataBundle({"test": SpikeSplit(sub, "test", seed)}, int(sub.n_inputs), len(sub.class_names),
+                      int(sub.n_steps), float(dt), list(sub.class_names),
+                      {"kind": "spike-files", "path": str(sub.data.header.path), "dt": dt, "max_time": max_time,
+                       "channel_group": channel_group})
 
 
 def message_bits_for(max_count: int) -> int:

@@ -9,16 +9,18 @@ from __future__ import annotations
 import math
 import os
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from crsnn.atomic_write import write_json_atomic
+from crsnn.atomic_write import json_bytes, write_together
 from crsnn.models.network import SpikingNet
 
-from .checkpoint import load_checkpoint, plain_values, save_checkpoint
+from .checkpoint import (CheckpointError, checkpoint_bytes, checkpoint_dict, get_rng_state, load_checkpoint,
+                         plain_values, set_rng_state)
 from .datasets import DataBundle
 
 MODES = ("float", "qat", "integer")
@@ -57,13 +59,16 @@ class Dist:
 class TrainConfig:
     """Optimisation settings. ``qat_start``: first QAT epoch (0-based); None or >= epochs: float
     training only (the checkpoint is then float-only; its integer network is a post-training
-    quantization)."""
+    quantization). ``lr``: the weights' learning rate; ``lr_delay``: the delays' (steps per
+    update); ``lr_kernel``: the CRSNN conv kernels' (None: ``lr`` times
+    :func:`crsnn.models.network.kernel_lr_scale`, see there why)."""
 
     epochs: int = 20
     batch_size: int = 32
     eval_batch_size: int = 256
     lr: float = 1e-3
     lr_delay: float = 5e-2
+    lr_kernel: float | None = None
     weight_decay: float = 1e-5
     schedule: str = "cosine"
     qat_start: int | None = None
@@ -133,10 +138,14 @@ def evaluate(model: SpikingNet, split, mode: str, batch_size: int = 256, device=
 # training
 # --------------------------------------------------------------------------------------------
 def make_optimizer(model: SpikingNet, cfg: TrainConfig) -> torch.optim.Optimizer:
-    groups = model.param_groups()
-    params = [{"params": groups["weights"], "lr": cfg.lr, "weight_decay": cfg.weight_decay, "name": "weights"}]
-    if groups["delays"]:
-        params.append({"params": groups["delays"], "lr": cfg.lr_delay, "weight_decay": 0.0, "name": "delays"})
+    """AdamW over :meth:`SpikingNet.param_groups`: each group at its own learning rate (the group
+    names are kept in ``opt.param_groups[i]["name"]``)."""
+    kernel_scale = None if cfg.lr_kernel is None else cfg.lr_kernel / cfg.lr
+    params = []
+    for g in model.param_groups(kernel_scale):
+        lr = cfg.lr_delay if g["lr_scale"] is None else cfg.lr * g["lr_scale"]
+        params.append({"params": g["params"], "lr": lr, "weight_decay": cfg.weight_decay if g["decay"] else 0.0,
+                       "name": g["name"]})
     return torch.optim.AdamW(params)
 
 
@@ -166,13 +175,48 @@ def log_path_for(out: str | os.PathLike) -> Path:
     return p.with_name(p.stem + ".log.json")
 
 
+def last_path_for(out: str | os.PathLike) -> Path:
+    """``model.pt`` -> ``model.last.pt``: the checkpoint of the latest epoch, with everything
+    ``crsnn-train --resume`` needs to continue the run exactly (next to the best one)."""
+    p = Path(out)
+    return p.with_name(p.stem + ".last.pt")
+
+
+def _gather(obj, dist: "Dist") -> list:
+    if not dist.enabled:
+        return [obj]
+    out = [None] * dist.world_size
+    torch.distributed.all_gather_object(out, obj)
+    return out
+
+
+def _restore(resume: dict, model: SpikingNet, opt, sched, dist: "Dist", cfg: "TrainConfig") -> tuple[int, list, tuple]:
+    """Load a per-epoch checkpoint's training state; returns (epochs done, history, best)."""
+    state = resume["train_state"]
+    if int(state.get("world_size", 1)) != dist.world_size:
+        raise CheckpointError(f"the run was trained with {state.get('world_size')} process(es); resume it with the "
+                              f"same number (not {dist.world_size}) to continue it exactly")
+    if int(state.get("epochs", cfg.epochs)) != cfg.epochs:
+        raise CheckpointError(f"the run has {state.get('epochs')} epochs, not {cfg.epochs}")
+    model.load_state_dict(resume["state_dict"], strict=True)
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    set_rng_state(state["rng"][dist.rank])
+    best = tuple(state["best"])
+    return int(state["epoch"]), list(resume.get("history") or []), (float(best[0]), float(best[1]), int(best[2]))
+
+
 def train(model: SpikingNet, data: DataBundle, cfg: TrainConfig, out: str | os.PathLike,
           device: str | torch.device = "cpu", dist: Dist | None = None, metadata: dict | None = None,
-          printer=print, callback=None) -> TrainResult:
-    """Train ``model`` on ``data``; write the best checkpoint to ``out`` and the per-epoch log to
-    :func:`log_path_for` ``(out)`` (rank 0). Best = highest validation accuracy among the epochs of
-    the final phase (QAT epochs when QAT is enabled, so the checkpoint is always deployable
-    as trained), ties broken by the lower validation loss, then the earlier epoch.
+          printer=print, callback=None, resume: dict | None = None) -> TrainResult:
+    """Train ``model`` on ``data``; write the best checkpoint to ``out``, the latest epoch's
+    checkpoint with the full training state to :func:`last_path_for` ``(out)`` and the per-epoch
+    log to :func:`log_path_for` ``(out)`` (rank 0), after every epoch and as one unit (see
+    :func:`crsnn.atomic_write.write_together`): the three always describe the same run and epoch.
+    Best = highest validation accuracy among the epochs of the final phase (QAT epochs when QAT
+    is enabled, so the checkpoint is always deployable as trained), ties broken by the lower
+    validation loss, then the earlier epoch. ``resume``: a per-epoch checkpoint dict: the run
+    continues after its epoch, exactly (weights, optimizer, scheduler, random states, history).
     ``callback(record, model)`` is called on every rank after each epoch. Returns a
     :class:`TrainResult`."""
     dist = dist or Dist()
@@ -188,6 +232,7 @@ def train(model: SpikingNet, data: DataBundle, cfg: TrainConfig, out: str | os.P
     sched = make_scheduler(opt, cfg, steps_per_epoch)
     out = Path(out)
     log_path = log_path_for(out)
+    last_path = last_path_for(out)
     if dist.main:
         out.parent.mkdir(parents=True, exist_ok=True)
     history: list[dict] = []
@@ -195,7 +240,12 @@ def train(model: SpikingNet, data: DataBundle, cfg: TrainConfig, out: str | os.P
     final_phase = "qat" if cfg.qat_enabled else "float"
     meta = dict(metadata or {})
     meta["train_config"] = asdict(cfg)
-    for epoch in range(cfg.epochs):
+    if not meta.get("run_id"):
+        meta["run_id"] = uuid.uuid4().hex
+    start = 0
+    if resume is not None:
+        start, history, best = _restore(resume, model, opt, sched, dist, cfg)
+    for epoch in range(start, cfg.epochs):
         qat = cfg.qat_enabled and epoch >= cfg.qat_start
         model.set_qat(qat)
         sigma = model.set_epoch(epoch, cfg.epochs)
@@ -249,11 +299,23 @@ def train(model: SpikingNet, data: DataBundle, cfg: TrainConfig, out: str | os.P
             printer(f"epoch {epoch + 1:3d}/{cfg.epochs} {phase:5s} sigma {sigma:6.3f} | train loss {rec['train_loss']:.4f} "
                     f"acc {100 * rec['train_acc']:6.2f}% | valid loss {val.loss:.4f} acc {100 * val.acc:6.2f}% | "
                     f"{rec['samples_per_s']:.0f} samples/s{' *' if improved else ''}")
-            if improved:
-                save_checkpoint(out, model, {**meta, "epoch": epoch + 1, "valid_acc": val.acc, "valid_loss": val.loss,
-                                             "phase": phase}, history)
-            write_json_atomic(log_path, {"checkpoint": str(out), "metadata": plain_values(meta, keep_tensors=False),
-                                         "epochs": history})
+        # checkpoint, per-epoch checkpoint and log: one unit (random states gathered from every rank)
+        rng = _gather(get_rng_state(), dist)
+        if dist.main:
+            ck = checkpoint_dict(model, {**meta, "epoch": epoch + 1, "valid_acc": val.acc, "valid_loss": val.loss,
+                                         "phase": phase}, history)
+            state = {"run_id": meta["run_id"], "epoch": epoch + 1, "epochs": cfg.epochs, "optimizer": opt.state_dict(),
+                     "scheduler": sched.state_dict(), "best": list(best), "rng": rng,
+                     "world_size": dist.world_size, "out_name": out.name}
+            has_best = best[2] >= 0
+            items = [(out, checkpoint_bytes(ck))] if improved else [] if has_best else [(out, None)]  # None: remove
+            items += [(last_path, checkpoint_bytes({**ck, "train_state": state})),
+                      (log_path, json_bytes({"run_id": meta["run_id"], "checkpoint": str(out) if has_best else None,
+                                             "best_epoch": best[2] + 1 if has_best else None,
+                                             "last_checkpoint": str(last_path), "epochs_done": epoch + 1,
+                                             "metadata": plain_values(meta, keep_tensors=False),
+                                             "epochs": history}))]
+            write_together(items)
         if callback is not None:
             callback(rec, model)
         if dist.enabled:
