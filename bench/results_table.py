@@ -93,6 +93,28 @@ def render() -> str:
             f"(integer model, test split) | {cells} | `{r['command']}` |")
     else:
         missing.append("ablation_delays")
+    r = _load("fsdd")
+    if r:
+        machines[r["machine"]["cpu"]] = r["machine"]
+        names = {"crsnn": "CRSNN", "crsnn-frozen": "CRSNN, frozen random delays", "crsnn-nodelay": "CRSNN, no delays",
+                 "delrec": "DelRec", "ff": "feedforward"}
+        cells = "; ".join(f"{names[v]} **{_pm(x['integer_mean'], x['integer_std'])}** (float "
+                          f"{_pm(x['float_mean'], x['float_std'])})" for v, x in r["rows"].items())
+        row(f"| (f) real speech, unseen speakers: FSDD leave-one-speaker-out ({len(r['speakers'])} folds, seeds "
+            f"{', '.join(map(str, r['seeds']))}), 2 × 128, `--recipe {r['recipe']}` (integer model, held-out speaker) "
+            f"| {cells} | `{r['command']}` |")
+    else:
+        missing.append("fsdd")
+    r = _load("gap_defaults")
+    if r:
+        machines[r["machine"]["cpu"]] = r["machine"]
+        s = r["summary"]
+        cells = "; ".join(f"{k}: CRSNN **{_pm(v['crsnn']['integer_mean'], v['crsnn']['integer_std'])}**, DelRec "
+                          f"{_pm(v['delrec']['integer_mean'], v['delrec']['integer_std'])}" for k, v in s.items())
+        row(f"| (g) `crsnn-train` defaults on the gap-timing task, {r['epochs']} epochs, seeds "
+            f"{', '.join(map(str, r['seeds']))} (integer test accuracy) | {cells} | `{r['command']}` |")
+    else:
+        missing.append("gap_defaults")
     r = _load("accuracy")
     if r:
         machines[r["machine"]["cpu"]] = r["machine"]

@@ -1,0 +1,165 @@
+"""Real speech from unseen speakers: leave-one-speaker-out on the Free Spoken Digit Dataset.
+
+Each fold holds one speaker out as the test set and trains on the others (the validation split
+that picks the best epoch is drawn from the training speakers; the test speaker is never looked at
+before the final evaluation). Models, all with ``crsnn-train --recipe fsdd`` (2 x 128, QAT for the
+last quarter of the epochs):
+
+- ``crsnn``: conv recurrence (k = 3) with learned axonal delays;
+- ``crsnn-frozen``: the same random initial delays, never updated (``--lr-delay 0``);
+- ``crsnn-nodelay``: every delay 0 (recurrent latency 1 step), no spread;
+- ``delrec``: dense recurrence with learned delays;
+- ``ff``: no recurrence.
+
+The recordings are encoded once per fold with ``crsnn-data encode ... --test-speakers S`` into
+``runs/bench/fsdd/<S>/`` (reused afterwards). Figures: float and integer (deployed arithmetic) test
+accuracy per fold, mean +- std over folds (and seeds); JSON in ``bench/results/fsdd.json``; plots of
+the accuracy per fold and of the learned delays in ``docs/``.
+
+    .venv/bin/python bench/fsdd.py --recordings FSDD/recordings [--models crsnn delrec ff]
+                                   [--seeds 0] [--epochs 30] [--jobs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from _common import REPO, WORK, mean_std, train_run, write_result
+from tqdm import tqdm
+
+LABEL_PATTERN = r"^(\d+)_"
+SPEAKER_PATTERN = r"^\d+_([a-z]+)_"
+VARIANTS = {
+    "crsnn": ["--model", "crsnn"],
+    "crsnn-frozen": ["--model", "crsnn", "--lr-delay", "0"],
+    "crsnn-nodelay": ["--model", "crsnn", "--delay-init", "constant:0", "--lr-delay", "0", "--sigma0", "0"],
+    "delrec": ["--model", "delrec"],
+    "ff": ["--model", "ff"],
+}
+NAMES = {"crsnn": "CRSNN", "crsnn-frozen": "CRSNN, frozen random delays", "crsnn-nodelay": "CRSNN, no delays",
+         "delrec": "DelRec", "ff": "feedforward"}
+
+
+def speakers_in(recordings: Path) -> list[str]:
+    """The speaker names of the FSDD file names ``{digit}_{speaker}_{index}.wav``, sorted."""
+    names = {m.group(1) for p in recordings.glob("*.wav") if (m := re.match(SPEAKER_PATTERN, p.name))}
+    if not names:
+        raise SystemExit(f"{recordings}: no FSDD recordings ({{digit}}_{{speaker}}_{{index}}.wav)")
+    return sorted(names)
+
+
+def encode_fold(recordings: Path, speaker: str, folder: Path) -> Path:
+    """``train.h5`` / ``test.h5`` of the fold that holds ``speaker`` out (encoded on first use)."""
+    if (folder / "train.h5").exists() and (folder / "test.h5").exists():
+        return folder
+    cmd = [sys.executable, "-m", "crsnn.train.data.cli", "encode", str(recordings), "--out", str(folder),
+           "--label-pattern", LABEL_PATTERN, "--speaker-pattern", SPEAKER_PATTERN, "--test-speakers", speaker,
+           "--quiet"]
+    subprocess.run(cmd, check=True)
+    return folder
+
+
+def plot_folds(rows: dict, speakers: list[str], path: Path) -> Path:
+    """Grouped bars: integer test accuracy per held-out speaker and model (mean over seeds)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from crsnn.atomic_write import save_figure
+
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    width = 0.8 / max(1, len(rows))
+    x = np.arange(len(speakers))
+    for i, (v, r) in enumerate(rows.items()):
+        acc = [100 * np.mean([s["integer"] for s in r["folds"][spk].values()]) for spk in speakers]
+        ax.bar(x + (i - (len(rows) - 1) / 2) * width, acc, width, label=f"{NAMES[v]} ({100 * r['integer_mean']:.1f} %)")
+    ax.set_xticks(x, [f"test: {s}" for s in speakers])
+    ax.set_ylabel("integer test accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title("FSDD, leave one speaker out")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    try:
+        return save_figure(fig, path, dpi=110)
+    finally:
+        plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--recordings", type=Path, default=os.environ.get("FSDD_RECORDINGS"),
+                    help="folder of the FSDD WAV files (default: $FSDD_RECORDINGS)")
+    ap.add_argument("--models", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--speakers", nargs="+", default=None, help="held-out speakers (default: every speaker)")
+    ap.add_argument("--epochs", type=int, default=None, help="default: the recipe's")
+    ap.add_argument("--recipe", default="fsdd")
+    ap.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
+                    help="further crsnn-train options for every run (must come last)")
+    ap.add_argument("--jobs", type=int, default=2, help="trainings run in parallel (one torch thread each)")
+    ap.add_argument("--tag", default="fsdd", help="name of the JSON result and of the run folder")
+    ap.add_argument("--no-plots", dest="plots", action="store_false")
+    args = ap.parse_args(argv)
+    if args.recordings is None or not Path(args.recordings).is_dir():
+        ap.error("give --recordings FOLDER (or set FSDD_RECORDINGS) with the FSDD WAV files")
+
+    speakers = args.speakers or speakers_in(args.recordings)
+    data_root = WORK / "fsdd"
+    folds = {s: encode_fold(args.recordings, s, data_root / s) for s in tqdm(speakers, desc="encoding", unit="fold")}
+    common = ["--recipe", args.recipe, "--threads", "1", "--no-progress", *args.extra]
+    if args.epochs:
+        common += ["--epochs", str(args.epochs)]
+    work = WORK / args.tag
+    jobs = [(v, s, seed) for v in args.models for seed in args.seeds for s in speakers]  # models in the given order
+
+    def one(job):
+        v, s, seed = job
+        return job, train_run(["--data", str(folds[s]), *VARIANTS[v], *common, "--seed", str(seed)],
+                              work / f"{v}-{s}-seed{seed}.pt")
+
+    rows: dict = {v: {"folds": {s: {} for s in speakers}} for v in args.models}
+    with ThreadPoolExecutor(args.jobs) as pool:
+        for (v, s, seed), log in tqdm(pool.map(one, jobs), total=len(jobs), desc="trainings", unit="run"):
+            rows[v]["folds"][s][seed] = {**{m: log["test"][m]["acc"] for m in ("float", "integer")},
+                                         "n": log["test"]["integer"]["n"],
+                                         "best_valid": max(e["valid_acc"] for e in log["epochs"]),
+                                         "train_seconds": sum(e["time_s"] for e in log["epochs"])}
+    print(f"\nFSDD leave-one-speaker-out ({', '.join(speakers)}), recipe {args.recipe}, seeds {args.seeds}: "
+          "test accuracy on the held-out speaker, mean +- std over folds and seeds")
+    print(f"{'model':<30}{'float':>16}{'integer':>16}   per fold (integer)")
+    for v, r in rows.items():
+        runs = [x for f in r["folds"].values() for x in f.values()]
+        r["float_mean"], r["float_std"] = mean_std([x["float"] for x in runs])
+        r["integer_mean"], r["integer_std"] = mean_std([x["integer"] for x in runs])
+        per = " ".join(f"{100 * np.mean([x['integer'] for x in r['folds'][s].values()]):5.1f}" for s in speakers)
+        print(f"{NAMES[v]:<30}{100 * r['float_mean']:>8.2f} +- {100 * r['float_std']:4.2f}"
+              f"{100 * r['integer_mean']:>8.2f} +- {100 * r['integer_std']:4.2f}   {per}")
+    plots = {}
+    if args.plots:
+        from crsnn.train.checkpoint import load_checkpoint
+        from crsnn.train.plots import plot_delays
+
+        plots["folds"] = str(plot_folds(rows, speakers, REPO / "docs" / f"{args.tag}_folds.png"))
+        if "crsnn" in rows:
+            ckpt = work / f"crsnn-{speakers[0]}-seed{args.seeds[0]}.pt"
+            model, _ = load_checkpoint(ckpt)
+            init = model.config.delay_init
+            plots["delays"] = str(plot_delays(model.to_integer(), REPO / "docs" / f"{args.tag}_delays.png",
+                                              title=f"CRSNN learned delays, FSDD (test speaker {speakers[0]})",
+                                              init_range=(init[1], init[2]) if init[0] == "uniform" else None))
+    write_result(args.tag, {"speakers": speakers, "seeds": args.seeds, "recipe": args.recipe, "train_args": common,
+                            "variants": {v: VARIANTS[v] for v in args.models}, "rows": rows, "plots": plots})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
