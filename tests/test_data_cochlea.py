@@ -73,3 +73,15 @@ def test_encode_is_deterministic_and_silence_is_silent() -> None:
     assert a[0].size != c[0].size or not np.array_equal(a[0], c[0])
     t, u = encode(np.zeros(4000), 16000.0, seed=0)
     assert t.size == 0 and u.size == 0
+
+
+@pytest.mark.parametrize("freq", [300.0, 1500.0, 3500.0])
+def test_tone_at_8khz_excites_the_place_it_does_at_48khz(freq: float) -> None:
+    """A recording below 48 kHz is filtered from its own rate: the same tone, the same place."""
+    medians = []
+    for fs in (8000.0, 48000.0):
+        t = np.arange(int(0.25 * fs)) / fs
+        _, u = encode(np.sin(2 * np.pi * freq * t) * np.hanning(t.size), fs, seed=0)
+        medians.append(np.median(u))
+    assert abs(medians[0] - medians[1]) <= 2
+    assert abs(medians[0] - channel_for_frequency(freq)) < 25

@@ -5,9 +5,11 @@ Stages (per channel ``c``):
 1. Gammatone band-pass filter (4th order, Slaney's cascade of four biquads, designed in float64)
    centred on the best frequency ``cf[c] = cf_max * exp(-cf_decay * c)`` (20.6 kHz *
    exp(-0.00757 c): channel 0 is the HIGH end, as in SHD), clamped to ``[cf_min, 0.45 fs]``.
-   Low channels are filtered at a decimated rate (multi-rate bank) to save time. The filters
-   run as their impulse responses (cut where 1e-7 of the l2 norm is left) by batched FFT
-   convolution in float32, all channels of a rate at once (:func:`envelopes`).
+   Each channel is filtered at the lowest rate ``fs / 2^k`` of a multi-rate bank with
+   ``cf <= tier_ratio * rate`` (its tier). A recording below 48 kHz is resampled from its own
+   rate straight to each tier's rate (down, or up only as far as the tier needs), not to 48 kHz
+   first. The filters run as their impulse responses (cut where 1e-7 of the l2 norm is left) by
+   batched FFT convolution in float32, all channels of a tier at once (:func:`envelopes`).
 2. Half-wave rectification, block averaging down to the envelope rate ``env_fs_hz`` and a
    2nd-order low-pass at ``lowpass_hz`` (hair-cell loss of phase locking).
 3. Threshold and compression ``d = max((e / reference) ** power - 1, 0)`` (``reference`` is
@@ -18,6 +20,12 @@ Stages (per channel ``c``):
    rate-rescaled time) gives the spike times. Stages 3-5 visit only the (channel, sample)
    entries above the threshold (:class:`SparseRates`).
 
+A recording sampled at ``fs`` carries nothing above ``fs / 2``: the channels whose filter passes
+less than :data:`OUT_OF_BAND_DB` (-48 dB) of every frequency below ``fs / 2``, too little for
+the recording to bring them to the threshold (:func:`first_in_band`; for 8 kHz recordings the
+139 channels above 7.2 kHz, 4 ERB above 4 kHz) receive no signal: their envelope is exactly 0
+and they are not computed.
+
 It reproduces the coarse spectro-temporal structure of SHD's inputs, not the fine timing of the
 original Lauscher model. Input audio is a float array in arbitrary units: :func:`encode` scales
 it to an RMS of 1 over its active part (or ``10**(level_db/20)``).
@@ -27,6 +35,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from fractions import Fraction
 from functools import lru_cache
 
 import numpy as np
@@ -162,12 +171,67 @@ def _bank(params: CochleaParams) -> tuple[_Tier, ...]:
     return tuple(tiers)
 
 
+#: In-band gain (dB) below which a channel cannot reach the threshold from a recording at the
+#: normalised level (active RMS 1), and counts as outside the recording's band: see :func:`first_in_band`.
+OUT_OF_BAND_DB = -48.0
+
+
 @lru_cache(maxsize=16)
+def _band_gains(params: CochleaParams, fs: float) -> np.ndarray:
+    """:func:`in_band_gain`, cached (read-only)."""
+    gain = np.ones(params.n_channels)
+    for tier in _bank(params):
+        rate = params.fs_hz / 2 ** tier.k
+        if fs >= rate:
+            continue  # the tier's whole band, centre frequencies included: gain 1
+        grid = max(8192, 8 * tier.irs.shape[1])  # bins of rate / grid (<= 6 Hz at 48 kHz)
+        top = int(fs / 2 / rate * grid)
+        gain[tier.start: tier.stop] = np.abs(np.fft.rfft(tier.irs, grid, axis=1)[:, : top + 1]).max(axis=1)
+    gain.setflags(write=False)
+    return gain
+
+
+def in_band_gain(fs: float, params: CochleaParams = CochleaParams()) -> np.ndarray:
+    """Each channel's largest gain (its filter as applied, at its tier's rate) over the band
+    ``0..fs/2`` Hz that a recording sampled at ``fs`` Hz can carry: float64 ``(n_channels,)``;
+    1 where that band reaches the channel's centre frequency."""
+    return _band_gains(params, float(fs)).copy()
+
+
+def first_in_band(fs: float, params: CochleaParams = CochleaParams(), rms: float = 1.0) -> int:
+    """The first channel that a recording sampled at ``fs`` Hz, of active RMS ``rms``
+    (:func:`active_rms`), can drive: channels ``0..first-1`` (the highest centre frequencies)
+    pass less than :data:`OUT_OF_BAND_DB` (-48 dB, lowered by the level above 1:
+    ``-48 - 20 log10(rms)``) of every frequency below ``fs / 2`` (:func:`in_band_gain`). They
+    receive no signal: their envelopes are 0 and are not computed. 0 for ``fs >= 48 kHz``.
+
+    Why -48 dB: a channel fires only where its envelope (the rectified output averaged over
+    1/6 ms and low-passed) exceeds ``reference`` = 0.02, -34 dB re. an active RMS of 1. A
+    channel of in-band gain ``g`` driven at the band's top by a sinusoid of amplitude ``A``
+    averages ``g A / pi``; normalised speech never reaches ``A`` = 13 (the largest sample of the
+    2,500 recordings of the Free Spoken Digit Dataset), so ``g`` < -48 dB keeps the envelope
+    below 0.017 even if the loudest instant of the loudest recording sat entirely at the band's
+    top, while speech has ~20 dB less there. The gammatone's low-frequency skirt is shallow: for
+    8 kHz recordings this is cf > 7.2 kHz, 4 ERB above 4 kHz (139 channels, the whole 48 kHz
+    tier); -60 dB would be reached only 5.8 ERB above (cf > 11.9 kHz, 73 channels). Over all
+    2,500 FSDD recordings, computed at 48 kHz as before, the channels between -60 and -48 dB
+    stay below 0.006 after the recording's first 10 ms and fire only within them (about one
+    spike per channel in the whole data set): the sudden start of a trimmed recording, taken
+    from silence to its first sample at 48 kHz, made a click that drove them through the skirt
+    and the resampler's images, which is not a response to sound that the recording holds.
+    """
+    gain = _band_gains(params, float(fs))
+    inside = np.flatnonzero(gain * max(float(rms), 1.0) >= 10 ** (OUT_OF_BAND_DB / 20))
+    return int(inside[0]) if inside.size else params.n_channels
+
+
+@lru_cache(maxsize=32)
 def _spectra(params: CochleaParams, k: int, nfft: int) -> np.ndarray:
-    """Tier ``k``'s truncated impulse responses on an ``nfft``-point grid: complex64
-    ``(C_k, nfft//2 + 1)``."""
+    """Tier ``k``'s truncated impulse responses divided by the tier's ``step`` (a power of 2: the
+    average over a step becomes a sum, exactly) on an ``nfft``-point grid: complex64
+    ``(C_k, nfft//2 + 1)``. 32 grids: the 21 lengths that spoken digits need (~40 MB)."""
     tier = next(t for t in _bank(params) if t.k == k)
-    return sfft.rfft(tier.irs, nfft, axis=1).astype(np.complex64)
+    return (sfft.rfft(tier.irs, nfft, axis=1) / tier.step).astype(np.complex64)
 
 
 def _block_size(taps: int, n: int, step: int) -> tuple[int, int]:
@@ -185,11 +249,12 @@ def _block_size(taps: int, n: int, step: int) -> tuple[int, int]:
     return best[1], best[2]
 
 
-def _tier_envelopes(xk: np.ndarray, tier: _Tier, params: CochleaParams, out: np.ndarray) -> None:
-    """Filter ``xk`` (float ``(n,)`` at the tier's rate) with the tier's channels by overlap-save
-    FFT convolution in float32, half-wave rectify and average over ``step`` samples into ``out``,
-    float32 ``(C_k, n_env)`` at ``env_fs``. Outputs at or after ``n`` count as zeros (the filter
-    runs to the end of the input only)."""
+def _tier_envelopes(xk: np.ndarray, tier: _Tier, params: CochleaParams, out: np.ndarray, lo: int = 0) -> None:
+    """Filter ``xk`` (float ``(n,)`` at the tier's rate) with the tier's channels
+    ``tier.start + lo .. tier.stop - 1`` by overlap-save FFT convolution in float32, half-wave
+    rectify and average over ``step`` samples into ``out``, float32 ``(C_k - lo, n_env)`` at
+    ``env_fs``. Outputs at or after ``n_env * step`` count as zeros (the filter runs to the end
+    of the input only)."""
     taps, step = tier.irs.shape[1], tier.step
     n_ch, n_env = out.shape
     n_out = n_env * step
@@ -200,27 +265,99 @@ def _tier_envelopes(xk: np.ndarray, tier: _Tier, params: CochleaParams, out: np.
     xp = np.zeros(lead + n_blocks * hop, dtype=np.float32)
     xp[lead: lead + m] = xk[:m]
     X = sfft.rfft(np.lib.stride_tricks.sliding_window_view(xp, nfft)[::hop], axis=1)  # (blocks, F)
-    spec = _spectra(params, tier.k, nfft)
-    mean = np.full(step, 1.0 / step, dtype=np.float32)
+    spec = _spectra(params, tier.k, nfft)[lo:]
     per = max(1, _BATCH_VALUES // (n_blocks * nfft))
     for c in range(0, n_ch, per):
         y = sfft.irfft(spec[c: c + per, None, :] * X[None], nfft, axis=2, overwrite_x=True)
         if m < n_blocks * hop:
             y[:, m // hop, lead + m % hop:] = 0.0
             y[:, m // hop + 1:] = 0.0
-        np.maximum(y, 0.0, out=y)
         kept = y[:, :, lead:]
-        if step > 1:
-            kept = kept.reshape(y.shape[0], n_blocks, hop // step, step) @ mean
-        out[c: c + per] = kept.reshape(y.shape[0], -1)[:, :n_env]
+        if step == 1:  # rectified straight into ``out``, block by block
+            for j in range(n_blocks):
+                w = min(hop, n_env - j * hop)
+                np.maximum(kept[:, j, :w], 0.0, out=out[c: c + per, j * hop: j * hop + w])
+            continue
+        np.maximum(kept, 0.0, out=kept)
+        # the sum over each step (the filters carry the 1 / step); not a BLAS product with a
+        # vector of ones: OpenBLAS would run it on every core
+        parts = kept.reshape(y.shape[0], n_blocks, hop // step, step)
+        total = parts[..., 0] + parts[..., 1]
+        for i in range(2, step):
+            total += parts[..., i]
+        out[c: c + per] = total.reshape(y.shape[0], -1)[:, :n_env]
 
 
-def envelopes(audio: np.ndarray, params: CochleaParams = CochleaParams()) -> np.ndarray:
+def _resampled_size(n: int, fs_in: float, fs_out: float) -> int:
+    """Length of :func:`resample` ``(n samples, fs_in, fs_out)``."""
+    if abs(fs_in - fs_out) < 1e-9:
+        return n
+    up, down = _ratio(fs_in, fs_out)
+    return -(-n * up // down)
+
+
+def _tier_inputs(x: np.ndarray, fs: float, params: CochleaParams, ks: list[int]) -> dict[int, np.ndarray]:
+    """The recording at the rate of each tier ``k`` in ``ks``: float64 ``{k: (n_k,)}``.
+
+    At or above the front end's rate ``fs_hz``: resampled to ``fs_hz``, then halved tier by tier
+    (as before the bank started from the recording's rate: 48 kHz input is filtered exactly as
+    then). Below it: resampled from ``fs`` straight to each tier's rate, down or up (polyphase
+    filters of :func:`resample`, which keep the band below ``min(fs, rate) / 2``).
+    """
+    if fs >= params.fs_hz - 1e-9:
+        versions = {0: resample(x, fs, params.fs_hz)}
+        for j in range(1, max(ks, default=0) + 1):
+            versions[j] = signal.resample_poly(versions[j - 1], 1, 2, window=_resampler(1, 2))
+        return {k: versions[k] for k in ks}
+    return {k: resample(x, fs, params.fs_hz / 2 ** k) for k in ks}
+
+
+def _filterbank(x: np.ndarray, fs: float, params: CochleaParams) -> tuple[int, int, np.ndarray]:
+    """Stages 1 and 2 up to the low-pass: ``(first, n_env, u)`` with ``first = first_in_band(fs)``
+    and ``u`` float32 ``(n_channels - first, n_pad)``: the rectified outputs of the channels
+    ``first..n_channels-1`` averaged down to ``env_fs`` (before the low-pass) in the first
+    ``n_env`` columns, zeros up to ``n_pad``, a multiple of :data:`_IIR_BLOCK`."""
+    dec = int(round(params.fs_hz / params.env_fs_hz))
+    n_env = -(-_resampled_size(x.size, fs, params.fs_hz) // dec)
+    first = first_in_band(fs, params, active_rms(x)) if fs < params.fs_hz else 0
+    u = np.zeros((params.n_channels - first, -(-n_env // _IIR_BLOCK) * _IIR_BLOCK), dtype=np.float32)
+    tiers = [t for t in _bank(params) if t.stop > first]
+    if n_env and tiers:
+        inputs = _tier_inputs(x, fs, params, [t.k for t in tiers])
+        for tier in tiers:
+            lo = max(first - tier.start, 0)
+            _tier_envelopes(inputs[tier.k], tier, params, u[tier.start + lo - first: tier.stop - first, :n_env], lo)
+    return first, n_env, u
+
+
+@lru_cache(maxsize=4)
+def _lowpass(params: CochleaParams) -> tuple:
+    """``(b, a, g, reach, tail)``: the envelope low-pass (Butterworth, 2nd order); the sum ``g``
+    of the positive samples of its impulse response (its output never exceeds ``g`` times the
+    largest value of a non-negative input); and the number ``reach`` of blocks of
+    :data:`_IIR_BLOCK` samples before a block whose input matters in it: the impulse response
+    beyond ``reach`` blocks sums to ``tail`` in absolute value (< 1e-6 g; 1 block and ~1e-10 for
+    1 kHz at 6 kHz)."""
+    b, a = signal.butter(2, params.lowpass_hz, fs=params.env_fs_hz)
+    r = float(np.abs(np.roots(a)).max())
+    n = int(math.ceil(40.0 / -math.log(r))) + 16 if r > 0 else 4  # until r**n < 1e-17
+    h = signal.lfilter(b, a, np.r_[1.0, np.zeros(n)])
+    g = float(h[h > 0].sum())
+    reach = 1
+    while reach * _IIR_BLOCK < h.size and np.abs(h[reach * _IIR_BLOCK + 1:]).sum() > 1e-6 * g:
+        reach += 1
+    return b, a, g, reach, float(np.abs(h[reach * _IIR_BLOCK + 1:]).sum())
+
+
+def envelopes(audio: np.ndarray, params: CochleaParams = CochleaParams(), fs: float | None = None) -> np.ndarray:
     """Rectified, low-passed filterbank outputs.
 
     Each channel is filtered at its tier's rate, half-wave rectified and averaged over blocks of
     ``rate / env_fs`` samples (decimation to ``env_fs``); then all channels are low-passed at
-    ``lowpass_hz`` together.
+    ``lowpass_hz`` together. Each tier's input is the recording resampled from its own rate
+    ``fs`` straight to the tier's rate (:func:`_tier_inputs`); below 48 kHz, the channels that
+    the recording's band cannot reach (``0..first_in_band(fs, params, active_rms(audio))-1``)
+    are 0 and not computed.
 
     How, and why so: the 700 gammatones have 700 different recursive filters, which scipy cannot
     batch (``sosfilt``/``lfilter`` apply one filter to every row of an array; the gammatone as a
@@ -235,32 +372,50 @@ def envelopes(audio: np.ndarray, params: CochleaParams = CochleaParams()) -> np.
     channel's output; float32 is safe in this FIR form, while the float32 IIR is not stable at the
     low channels). FFT lengths (``2^j`` or ``3 * 2^j``) minimise the work for each signal length;
     the filter spectra are cached per length. The low-pass runs as :func:`lfilter_blocked`.
-    Measured on spoken digits (0.2-0.8 s, 8 kHz resampled to 48 kHz), one core: about 3x faster
-    than per-channel float64 ``sosfilt``, within 1.5e-4 of its outputs relative to each channel's
-    peak (``tests/test_data_encode.py`` keeps that reference). Most of the remaining time is the
-    inverse FFTs and the passes over the outputs at the tier rates (the 139 channels above
-    7.2 kHz alone produce 48,000 samples/s each).
+    Work is proportional to the samples at the tier rates: for 8 kHz recordings, without the 139
+    silent channels of the 48 kHz tier, 5.6 instead of 12.2 million per second of audio (the
+    6 kHz tier is filled from 8 kHz by one 3/4 resampler, the 12 and 24 kHz tiers by 3/2 and 3/1
+    ones). The rectified outputs are summed over each step by adding strided views (the filters
+    carry the 1 / step): a product with a vector of ones would run OpenBLAS's matrix-vector
+    product on every core, which on a loaded machine costs more CPU time than it saves.
 
     Args:
-        audio: float ``(n,)`` at ``params.fs_hz`` Hz.
+        audio: float ``(n,)`` at ``fs`` Hz.
+        fs: the recording's sample rate (default ``params.fs_hz``).
 
     Returns:
         float32 ``(n_channels, n_env)`` (channel-major) at ``params.env_fs_hz`` Hz,
-        ``n_env = ceil(n / dec)`` with ``dec = fs / env_fs``.
+        ``n_env = ceil(n48 / dec)`` with ``dec = fs_hz / env_fs`` and ``n48`` the length of the
+        recording resampled to ``fs_hz`` (:func:`resample`).
     """
     x = np.asarray(audio, dtype=np.float64).reshape(-1)
-    dec = int(round(params.fs_hz / params.env_fs_hz))
-    n_env = -(-x.size // dec)
+    first, n_env, u = _filterbank(x, params.fs_hz if fs is None else float(fs), params)
     out = np.zeros((params.n_channels, n_env), dtype=np.float32)
-    versions = {0: x}
-    for tier in _bank(params):
-        for j in range(1, tier.k + 1):
-            if j not in versions:
-                versions[j] = signal.resample_poly(versions[j - 1], 1, 2)
-        if n_env:
-            _tier_envelopes(versions[tier.k], tier, params, out[tier.start: tier.stop])
-    b, a = signal.butter(2, params.lowpass_hz, fs=params.env_fs_hz)
-    return lfilter_blocked(b, a, out)
+    if n_env and u.shape[0]:
+        b, a = _lowpass(params)[:2]
+        out[first:] = _lfilter_padded(b, a, u, _IIR_BLOCK)[:, :n_env]
+    return out
+
+
+#: Multiply-adds per call of :func:`_matmul` (OpenBLAS 0.3 ran products up to about this size on one thread).
+_MATMUL_SIZE = 1 << 19
+
+
+def _matmul(x: np.ndarray, w: np.ndarray, s: np.ndarray | None = None, f: np.ndarray | None = None) -> np.ndarray:
+    """``x @ w`` (plus ``s @ f``) for a tall float32 ``x`` ``(M, K)``, in row blocks of at most
+    :data:`_MATMUL_SIZE` multiply-adds: OpenBLAS splits a larger product over all cores, which on
+    a shared machine costs 2-5x the CPU time of one thread for these thin matrices (and the
+    caller may run one process per core); the second product is added block by block, in cache.
+    A single output column is summed without BLAS."""
+    if w.shape[1] == 1 and s is None:  # numpy would call OpenBLAS's matrix-vector product, threaded above 9216 values
+        return np.einsum("ij,j->i", x, w[:, 0])[:, None]
+    out = np.empty((x.shape[0], w.shape[1]), dtype=np.float32)
+    rows = max(1, _MATMUL_SIZE // (w.shape[0] * w.shape[1]))
+    for i in range(0, x.shape[0], rows):
+        np.matmul(x[i: i + rows], w, out=out[i: i + rows])
+        if s is not None:
+            out[i: i + rows] += s[i: i + rows] * f[0] if f.shape[0] == 1 else s[i: i + rows] @ f
+    return out
 
 
 def lfilter_blocked(b: np.ndarray, a: np.ndarray, x: np.ndarray, block: int = _IIR_BLOCK) -> np.ndarray:
@@ -269,42 +424,92 @@ def lfilter_blocked(b: np.ndarray, a: np.ndarray, x: np.ndarray, block: int = _I
 
     ``lfilter`` runs its recursion row by row, one sample at a time. Here the signal is cut into
     blocks of ``block`` samples and, with the filter's state-space form ``(A, B, C, D)`` of order
-    ``q``: the zero-state response of every block is one matrix product with the Toeplitz matrix of
-    the first ``block`` impulse-response samples, the state at each block's end follows
-    ``s_{j+1} = A^block s_j + (input of block j)`` (a loop over blocks, vectorised over rows), and
-    its response ``C A^i s_j`` is added. The result equals ``lfilter``'s up to float32 rounding
-    (the block recursion is exact algebra); on 700 rows of speech envelopes it is about 1.5x as
-    fast as ``lfilter`` in float32 and 2x as fast as ``sosfilt``.
+    ``q``: each block's input carried to the state at its end is one matrix product (with
+    ``A^(block-1-i) B`` for input ``i``), the state at each block's start follows
+    ``s_{j+1} = A^block s_j + (input of block j)`` (:func:`_block_states`), and the output is
+    one more product, with the Toeplitz matrix of the first ``block`` impulse-response samples,
+    plus the start state's response ``C A^i s_j`` (:func:`_lfilter_blocks`). The result equals
+    ``lfilter``'s up to float32 rounding (the block recursion is exact algebra; a state older
+    than the filter's memory, below 1e-9, is dropped).
     """
     x = np.asarray(x, dtype=np.float32)
     rows, n = x.shape
     if n == 0 or rows == 0:
         return x.copy()
-    toeplitz, to_state, a_block, from_state = _block_matrices(
-        tuple(np.atleast_1d(b).astype(float)), tuple(np.atleast_1d(a).astype(float)), block)
-    q = a_block.shape[0]
     n_blocks = -(-n // block)
-    if n % block:
+    if n % block or not x.flags.c_contiguous:
         xb = np.zeros((rows, n_blocks * block), dtype=np.float32)
         xb[:, :n] = x
     else:
         xb = x
-    xb = xb.reshape(rows * n_blocks, block)  # 2-D: one matrix product each, not one per row
-    y = (xb @ toeplitz).reshape(rows, n_blocks, block)
-    drive = (xb @ to_state).reshape(rows, n_blocks, q)  # each block's input carried to its end
-    state = np.zeros((rows, n_blocks, q), dtype=np.float32)  # the state at each block's start
+    return _lfilter_padded(b, a, xb, block)[:, :n]
+
+
+def _lfilter_padded(b: np.ndarray, a: np.ndarray, xb: np.ndarray, block: int) -> np.ndarray:
+    """:func:`lfilter_blocked` of a float32 ``(rows, n)`` with ``n`` a multiple of ``block``."""
+    rows, n = xb.shape
+    return _lfilter_blocks(b, a, xb.reshape(rows * (n // block), block), n // block).reshape(rows, n)
+
+
+def _lfilter_blocks(b: np.ndarray, a: np.ndarray, blocks: np.ndarray, n_blocks: int, idx: np.ndarray | None = None) -> np.ndarray:
+    """The filter's output in the blocks ``idx`` (increasing; default all) of ``blocks`` float32
+    ``(rows * n_blocks, block)`` (each row's signal cut into ``n_blocks`` blocks): float32
+    ``(len(idx), block)``: each block's zero-state response (a product with the Toeplitz matrix
+    of the impulse response) plus its start state's response. A block's start state is the sum
+    of the last ``memory`` blocks' inputs carried to it (older ones add less than 1e-9 of them),
+    else it runs through every block of the rows (:func:`_block_states`)."""
+    block = blocks.shape[1]
+    to_state, a_block, toeplitz, from_state, memory = _block_matrices(
+        tuple(np.atleast_1d(b).astype(float)), tuple(np.atleast_1d(a).astype(float)), block)
+    q = a_block.shape[0]
+    drive = _matmul(blocks, to_state)  # each block's input carried to its end
+    x = blocks if idx is None else np.take(blocks, idx, axis=0)
+    if idx is None:
+        idx = np.arange(blocks.shape[0])
+    if memory <= 4:
+        state = np.zeros((idx.size, q), dtype=np.float32)
+        at = idx % n_blocks
+        power = np.eye(q, dtype=np.float32)
+        for i in range(1, memory + 1):
+            ok = np.flatnonzero(at >= i)
+            carried = drive[idx[ok] - i]
+            state[ok] += carried if i == 1 else carried @ power
+            power = power @ a_block
+    else:
+        state = _block_states(drive.reshape(-1, n_blocks, q), a_block, memory).reshape(-1, q)[idx]
+    return _matmul(x, toeplitz, state, from_state)
+
+
+def _block_states(drive: np.ndarray, a_block: np.ndarray, memory: int) -> np.ndarray:
+    """The state at each block's start, float32 ``(rows, blocks, q)``: ``s_0 = 0``,
+    ``s_{j+1} = s_j @ a_block + drive_j``. A scalar state runs as one ``lfilter`` over the blocks;
+    when ``a_block^memory`` is negligible (below 1e-9: the envelope low-pass forgets a block within
+    the next one), the sum of the last ``memory`` drives, vectorised over all blocks; otherwise a
+    loop over blocks, vectorised over rows."""
+    rows, n_blocks, q = drive.shape
+    if q == 1:
+        s = signal.lfilter([0.0, 1.0], [1.0, -float(a_block[0, 0])], drive[:, :, 0], axis=1)
+        return np.asarray(s, dtype=np.float32)[:, :, None]
+    state = np.zeros((rows, n_blocks, q), dtype=np.float32)
+    if memory <= 4:
+        power = np.eye(q, dtype=np.float32)
+        for i in range(1, min(memory, n_blocks - 1) + 1):
+            state[:, i:] += drive[:, :-i] if i == 1 else drive[:, :-i] @ power
+            power = power @ a_block
+        return state
     for j in range(1, n_blocks):
-        state[:, j] = state[:, j - 1] @ a_block + drive[:, j - 1]
-    for r in range(q):
-        y += state[:, :, r, None] * from_state[r]
-    return y.reshape(rows, -1)[:, :n]
+        np.matmul(state[:, j - 1], a_block, out=state[:, j])
+        state[:, j] += drive[:, j - 1]
+    return state
 
 
 @lru_cache(maxsize=16)
-def _block_matrices(b: tuple, a: tuple, block: int) -> tuple[np.ndarray, ...]:
-    """float32 matrices of :func:`lfilter_blocked`: Toeplitz ``(block, block)`` (input i ->
-    output j >= i), input -> end state ``(block, q)``, ``(A^block)^T`` ``(q, q)`` and state ->
-    output ``(q, block)``."""
+def _block_matrices(b: tuple, a: tuple, block: int) -> tuple:
+    """float32 matrices of :func:`lfilter_blocked` (state-space form of order ``q``): input ->
+    state at the block's end ``(block, q)``, ``(A^block)^T`` ``(q, q)``, the Toeplitz matrix of the
+    impulse response ``(block, block)`` (input i -> output j >= i), the block's start state ->
+    output ``(q, block)``; and the number of blocks after which ``A^block`` to that power is below
+    1e-9 (a large number if never)."""
     order = max(len(a), len(b))  # pad at the end: tf2ss pads a short b in front (a delay)
     A, Bv, Cv, Dv = signal.tf2ss(np.r_[b, np.zeros(order - len(b))], np.r_[a, np.zeros(order - len(a))])
     powers = [np.eye(A.shape[0])]
@@ -316,7 +521,10 @@ def _block_matrices(b: tuple, a: tuple, block: int) -> tuple[np.ndarray, ...]:
         toeplitz[i, i:] = h[: block - i]
     to_state = np.stack([(powers[block - 1 - i] @ Bv)[:, 0] for i in range(block)])
     from_state = np.stack([(Cv @ powers[i])[0] for i in range(block)], axis=1)
-    return tuple(m.astype(np.float32) for m in (toeplitz, to_state, powers[block].T, from_state))
+    memory, p = 1, powers[block]
+    while memory < 1 << 20 and np.abs(p).max() >= 1e-9:
+        memory, p = memory + 1, p @ powers[block]
+    return (*(m.astype(np.float32) for m in (to_state, powers[block].T, toeplitz, from_state)), memory)
 
 
 @dataclass(frozen=True)
@@ -350,25 +558,38 @@ def sparse_rates(env: np.ndarray, params: CochleaParams = CochleaParams()) -> Sp
 
     ``d = max((env / reference) ** compress_power - 1, 0)`` (zero at and below the threshold
     ``reference``), adaptation ``d / (1 + adapt_strength * m)`` with ``m = lowpass(d)`` (one
-    pole, time constant ``adapt_tau_s``, evaluated at the non-zero entries only:
-    :func:`_sparse_one_pole`), then ``rate_cap * tanh(gain * d / rate_cap)``. Computed in float32
-    (the adaptation in float64), :data:`_RATE_ROWS` channels at a time (bounded temporaries).
+    pole, time constant ``adapt_tau_s``: :func:`_one_pole_at`), then
+    ``rate_cap * tanh(gain * d / rate_cap)``. Computed in float32, :data:`_RATE_ROWS` channels at
+    a time (bounded temporaries).
     """
     env = np.asarray(env, dtype=np.float32)
-    parts = [_rates_of_rows(env[c: c + _RATE_ROWS], c, params) for c in range(0, env.shape[0], _RATE_ROWS)]
-    if not parts:
-        return SparseRates(np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.float32), tuple(env.shape))
-    ch, t, rate = (np.concatenate(p) for p in zip(*parts))
-    return SparseRates(ch, t, rate, tuple(env.shape))
+    rows, n = env.shape
+    n_blocks = -(-n // _IIR_BLOCK)
+    n_pad = n_blocks * _IIR_BLOCK
+    padded = np.zeros((rows, n_pad), dtype=np.float32)
+    padded[:, :n] = env
+    chs, ts, rates = [np.zeros(0, np.int32)], [np.zeros(0, np.int32)], [np.zeros(0, np.float32)]
+    for r in range(0, rows, _RATE_ROWS):
+        part = padded[r: r + _RATE_ROWS]
+        flat, rate = _rates_of_rows(part.reshape(-1, _IIR_BLOCK), np.arange(part.size // _IIR_BLOCK),
+                                    part.shape[0], n_blocks, params)
+        keep = rate > 0  # d > 0 can round to 0 Hz
+        chs.append((flat[keep] // n_pad + r).astype(np.int32))
+        ts.append((flat[keep] % n_pad).astype(np.int32))
+        rates.append(rate[keep])
+    return SparseRates(np.concatenate(chs), np.concatenate(ts), np.concatenate(rates), (rows, n))
 
 
-def _rates_of_rows(env: np.ndarray, first: int, params: CochleaParams) -> tuple[np.ndarray, ...]:
-    """:func:`sparse_rates` of the rows ``first..first+len(env)-1``: int32 channels, int32
-    samples, float32 rates."""
-    n = env.shape[1]
-    flat = np.flatnonzero(env > np.float32(params.reference))  # row-major: by channel, then by sample
-    ch, t = np.divmod(flat, n)
-    d = env.reshape(-1)[flat] * np.float32(1.0 / params.reference)
+def _rates_of_rows(env: np.ndarray, idx: np.ndarray, rows: int, n_blocks: int, params: CochleaParams) -> tuple[np.ndarray, ...]:
+    """The rates of :func:`sparse_rates` above the threshold in the blocks ``idx`` (increasing)
+    of ``rows`` rows of ``n_blocks`` blocks of :data:`_IIR_BLOCK` samples, where the envelope is
+    ``env`` float32 ``(len(idx), block)`` (at most ``reference`` elsewhere and past the signal's
+    end): the entries' flat indices in ``env`` (int64, increasing: by row, then by sample) and
+    their float32 rates (>= 0: some round to 0 Hz)."""
+    above = env > np.float32(params.reference)
+    flat = np.flatnonzero(above)
+    d = env.reshape(-1)[flat]
+    d *= np.float32(1.0 / params.reference)
     if params.compress_power == 0.5:
         np.sqrt(d, out=d)
     else:
@@ -376,48 +597,38 @@ def _rates_of_rows(env: np.ndarray, first: int, params: CochleaParams) -> tuple[
     d -= np.float32(1.0)
     if params.adapt_strength > 0 and d.size:
         a = math.exp(-1.0 / (params.adapt_tau_s * params.env_fs_hz))
-        m = _sparse_one_pole(a, ch, t, d, n)
-        m *= params.adapt_strength
-        m += 1.0
-        d /= m.astype(np.float32)
+        m = _one_pole_at(a, flat, d, idx, rows, n_blocks)
+        m *= np.float32(params.adapt_strength)
+        m += np.float32(1.0)
+        d /= m
     d *= np.float32(params.gain_hz / params.rate_cap_hz)
     np.tanh(d, out=d)
     d *= np.float32(params.rate_cap_hz)
-    keep = d > 0  # d > 0 can round to 0 Hz
-    return (ch[keep] + first).astype(np.int32), t[keep].astype(np.int32), d[keep]
+    return flat, d
 
 
-def _sparse_one_pole(a: float, ch: np.ndarray, t: np.ndarray, d: np.ndarray, n: int, block: int = 256) -> np.ndarray:
-    """``lfilter([1 - a], [1, -a], D, axis=1)`` at the non-zero entries of ``D`` (``d`` at
-    ``(ch, t)``, row-major; ``D`` has ``n`` columns), exactly (float64, up to rounding):
-    float64 ``(m,)``. ``block`` is a power of 2.
+def _one_pole_at(a: float, flat: np.ndarray, d: np.ndarray, idx: np.ndarray, rows: int, n_blocks: int,
+                 block: int = _IIR_BLOCK) -> np.ndarray:
+    """``lfilter([1 - a], [1, -a], D, axis=1)`` at the non-zero entries of ``D``, ``rows`` rows
+    of ``n_blocks`` blocks of ``block`` samples (a power of 2), non-zero only in the blocks
+    ``idx`` (increasing): ``d`` at the flat indices ``flat`` (increasing) of the
+    ``(len(idx), block)`` array of these blocks. float32 ``(m,)``.
 
-    In a block of ``block`` samples starting at ``T``, the output at ``t`` is
-    ``a^(t-T+1) M + (1-a) a^(t-T) S(t)`` with ``S(t) = sum over entries T <= j <= t of
-    a^(T-j) d_j`` (a running sum restarted per block: each term is at most ``a^-block d_j``, so
-    one float64 cumulative sum over all entries, restarted by subtraction, loses only ~1e-16 of
-    the grand total) and ``M`` the output just before the
-    block, which follows ``M' = a^block M + (1-a) a^(block-1) S(block end)`` from block to
-    block (``lfilter`` over the blocks of every channel at once). Cost: a few passes over the
-    entries, none over the zeros.
+    The entries are scattered into these blocks and filtered as in :func:`_lfilter_blocks`; the
+    states run through every block of the rows, the empty ones included (one ``lfilter`` over
+    the blocks). Equal to ``lfilter`` up to
+    float32 rounding (~1e-6 relative). Cost: two passes over the blocks (one a matrix product
+    on one thread) and a scatter and a gather over the entries; the exact float64 alternative
+    that visits the entries only (a running sum restarted per block) made ~20 passes over them
+    and took twice as long.
     """
-    n_blocks = -(-n // block)
-    shift = block.bit_length() - 1  # block is a power of 2
-    blk, off = t >> shift, t & (block - 1)
-    power = a ** np.arange(-block, block + 1, dtype=np.float64)  # power[block + k] = a^k
-    s = np.cumsum(d * power[block - off])
-    group = ch * n_blocks + blk  # entries of a (channel, block) are contiguous
-    first = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
-    last = np.r_[first[1:], group.size] - 1
-    size = last - first + 1
-    s -= np.repeat(np.r_[0.0, s[first[1:] - 1]], size)
-    rows, row_of = np.unique(ch[first], return_inverse=True)
-    drive = np.zeros((rows.size, n_blocks))
-    drive[row_of, blk[first]] = (1 - a) * power[2 * block - 1] * s[last]
-    before = signal.lfilter([0.0, 1.0], [1.0, -power[2 * block]], drive, axis=1)  # output just before each block
-    s *= (1 - a) * power[block + off]
-    s += power[block + 1 + off] * np.repeat(before.reshape(-1)[row_of * n_blocks + blk[first]], size)
-    return s
+    to_state, a_block, toeplitz, from_state, memory = _block_matrices((1.0 - a,), (1.0, -a), block)
+    dense = np.zeros((idx.size, block), dtype=np.float32)
+    dense.reshape(-1)[flat] = d
+    drive = np.zeros(rows * n_blocks, dtype=np.float32)
+    drive[idx] = _matmul(dense, to_state)[:, 0]
+    state = _block_states(drive.reshape(rows, n_blocks, 1), a_block, memory).reshape(-1, 1)[idx]
+    return _matmul(dense, toeplitz, state, from_state).reshape(-1)[flat]
 
 
 def firing_rates(env: np.ndarray, params: CochleaParams = CochleaParams()) -> np.ndarray:
@@ -433,9 +644,10 @@ def renewal_spikes(
 
     Channel ``c`` fires when its expected count ``Lambda_c(t)`` (the integral of its rate) crosses
     the partial sums of gamma variates of shape ``shape`` and mean 1. All channels are drawn at
-    once: one ``rng.gamma`` call for ``k_c = 1.3 L + 10 sqrt(L) + 10`` variates per channel with
-    ``L = Lambda_c(end) > 0`` (in channel order), then, only for the rare channel whose partial
-    sums stop short of ``L``, ``k_c`` more at a time, in channel order. Each spike is placed by
+    once: one ``rng.gamma`` call for ``k_c = L + 4 sqrt(L / min(shape, 1)) + 4`` variates per
+    channel with ``L = Lambda_c(end) > 0`` (in channel order; their sum falls short of ``L`` with
+    a probability below 1e-4, 4 standard deviations), then, only for the rare channel whose
+    partial sums stop short of ``L``, ``k_c`` more at a time, in channel order. Each spike is placed by
     linear interpolation of ``Lambda_c`` within its sample. Only samples with a non-zero rate are
     visited (``Lambda_c`` is flat elsewhere).
 
@@ -451,27 +663,41 @@ def renewal_spikes(
     sr = rates if isinstance(rates, SparseRates) else SparseRates.from_dense(np.asarray(rates))
     if sr.rate.size == 0:
         return np.zeros(0), np.zeros(0, dtype=np.int64)
-    # Lambda at the end of each non-zero sample, per channel (a running sum restarted per channel)
-    lam = np.cumsum(sr.rate, dtype=np.float64)
-    lam /= fs
     first = np.flatnonzero(np.r_[True, sr.channel[1:] != sr.channel[:-1]])  # each channel's first entry
-    last = np.r_[first[1:], sr.channel.size] - 1
-    count = last - first + 1
-    lam -= np.repeat(np.r_[0.0, lam[first[1:] - 1]], count)
-    tot = lam[last]
-    k = (tot * 1.3 + 10 * np.sqrt(tot) + 10).astype(np.int64)
+    e, _, frac = _renewal(sr.rate, first, fs, rng, shape)
+    return _spike_train((sr.sample[e] + frac) / fs, sr.channel[e].astype(np.int64))
+
+
+def _renewal(rate: np.ndarray, first: np.ndarray, fs: float, rng: np.random.Generator, shape: float) -> tuple[np.ndarray, ...]:
+    """The renewal process of :func:`renewal_spikes` on the entries ``rate`` (Hz, >= 0), the
+    channels' entries in order, channel ``r`` starting at entry ``first[r]``: the entry in which
+    each spike falls, its channel ``r`` and the fraction of the entry's sample before it
+    (``(e, r, frac)``, channel by channel, in time order). Channels whose rates are all 0 draw
+    nothing, as if absent."""
+    # g: the running sum of the rates over all entries, channel after channel; channel r's
+    # Lambda (the expected count) at the end of an entry is (g - base_r) / fs
+    g = np.cumsum(rate.astype(np.float64))
+    last = np.r_[first[1:], rate.size] - 1
+    base = np.where(first > 0, g[first - 1], 0.0)
+    tot = (g[last] - base) / fs
+    live = tot > 0
+    if not live.all():
+        first, last, base, tot = first[live], last[live], base[live], tot[live]
+    k = (tot + 4 * np.sqrt(tot / min(shape, 1.0)) + 4).astype(np.int64)
     s, row = _gamma_sums(rng, shape, k, tot)
-    # one searchsorted for all channels: channel r's Lambda shifted by r * span lies above the others
-    span = math.ceil(float(tot.max())) + 1.0
-    shift = np.arange(first.size, dtype=np.float64) * span
-    e = np.searchsorted(lam + np.repeat(shift, count), s + shift[row], side="right")
+    target = s * fs + base[row]  # g lies above the other channels' values on channel r's entries
+    e = np.searchsorted(g, target, side="right")
     np.clip(e, first[row], last[row], out=e)  # the entry (sample) in which each spike falls
-    start = np.where(e > first[row], lam[e - 1], 0.0)
-    width = lam[e] - start
-    frac = np.where(width > 0, (s - start) / np.where(width > 0, width, 1.0), 0.0)
-    t = (sr.sample[e] + frac) / fs
-    u = sr.channel[e].astype(np.int64)
-    order = np.lexsort((u, t))
+    start = np.where(e > first[row], g[e - 1], base[row])
+    width = g[e] - start
+    frac = np.where(width > 0, (target - start) / np.where(width > 0, width, 1.0), 0.0)
+    return e, np.flatnonzero(live)[row], frac
+
+
+def _spike_train(t: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Spikes (float64 times, int64 channels) in channel order, each channel's in time order,
+    sorted by time then channel (a stable sort by time)."""
+    order = np.argsort(t, kind="stable")
     return t[order], u[order]
 
 
@@ -505,16 +731,25 @@ def _gamma_sums(
     return s, row
 
 
-def normalise(audio: np.ndarray, level_db: float = 0.0, frame: int = 256) -> np.ndarray:
-    """Scale ``audio`` so that its RMS over the active frames (``frame`` samples each, within
-    40 dB of the loudest frame) is ``10**(level_db/20)``. Silence is returned unchanged."""
-    x = np.asarray(audio, dtype=np.float64)
+def active_rms(audio: np.ndarray, frame: int = 256) -> float:
+    """RMS of ``audio`` over its active frames (``frame`` samples each, within 40 dB of the
+    loudest frame); 0 for silence."""
+    x = np.asarray(audio, dtype=np.float64).reshape(-1)
     if x.size == 0 or not np.any(x):
-        return x
+        return 0.0
     n = x.size // frame * frame
     energy = (x[:n].reshape(-1, frame) ** 2).mean(axis=1) if n else np.array([np.mean(x ** 2)])
     active = energy[energy >= energy.max() * 1e-4]
-    rms = math.sqrt(float(active.mean()))
+    return math.sqrt(float(active.mean()))
+
+
+def normalise(audio: np.ndarray, level_db: float = 0.0, frame: int = 256) -> np.ndarray:
+    """Scale ``audio`` so that its RMS over the active frames (:func:`active_rms`) is
+    ``10**(level_db/20)``. Silence is returned unchanged."""
+    x = np.asarray(audio, dtype=np.float64)
+    rms = active_rms(x, frame)
+    if rms == 0.0:
+        return x
     return x * (10 ** (level_db / 20) / rms)
 
 
@@ -527,9 +762,15 @@ def encode(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Audio -> spikes.
 
+    The spikes of ``renewal_spikes(sparse_rates(envelopes(x, params, fs)), ...)`` for the
+    normalised audio ``x``, computed with less work: the low-pass and the rate stages skip the
+    channels whose envelope cannot reach the threshold (their largest value before the low-pass,
+    times the low-pass's largest gain for a non-negative input, is at most ``reference``): their
+    rates are 0.
+
     Args:
         audio: float or int ``(n,)`` mono samples at ``fs`` Hz.
-        fs: sample rate in Hz (resampled to ``params.fs_hz``).
+        fs: sample rate in Hz (the filterbank starts from it: :func:`envelopes`).
         seed: seed or generator of the spike generator.
         level_db: normalise the active RMS to this level (dB re. 1) first; None: use as is.
 
@@ -539,17 +780,97 @@ def encode(
     x = np.asarray(audio, dtype=np.float64).reshape(-1)
     if level_db is not None:
         x = normalise(x, level_db)
-    x = resample(x, fs, params.fs_hz)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    rates = sparse_rates(envelopes(x, params), params)
-    return renewal_spikes(rates, params.env_fs_hz, rng, params.isi_shape)
+    return _encode_spikes(x, float(fs), params, rng)
+
+
+def _encode_spikes(x: np.ndarray, fs: float, params: CochleaParams, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``renewal_spikes(sparse_rates(envelopes(x, params, fs)), ...)`` with less work: the
+    low-pass and the rates run only in the blocks of :data:`_IIR_BLOCK` envelope samples where
+    the envelope can cross the threshold (:func:`_active_blocks`; elsewhere the rates are 0),
+    and the entries stay flat indices into those blocks until the spikes are placed."""
+    first, n_env, u = _filterbank(x, fs, params)
+    empty = np.zeros(0), np.zeros(0, dtype=np.int64)
+    if n_env == 0 or u.shape[0] == 0:
+        return empty
+    rows, n_pad = u.shape
+    n_blocks = n_pad // _IIR_BLOCK
+    b, a = _lowpass(params)[:2]
+    per = max(_RATE_ROWS, (1 << 21) // n_pad)  # rows at a time: bounded temporaries for long signals
+    parts = []
+    for r in range(0, rows, per):
+        part = u[r: r + per]
+        blocks = part.reshape(-1, _IIR_BLOCK)
+        idx = _active_blocks(part, params)
+        if idx.size == 0:
+            continue
+        env = _lfilter_blocks(b, a, blocks, n_blocks, idx)
+        if n_env < n_pad:  # the low-pass's response past the end
+            env[idx % n_blocks == n_blocks - 1, n_env - (n_blocks - 1) * _IIR_BLOCK:] = 0.0
+        flat, rate = _rates_of_rows(env, idx, part.shape[0], n_blocks, params)
+        # each row's first entry: its first active block's first entry
+        starts = np.searchsorted(flat, np.searchsorted(idx, np.arange(part.shape[0] + 1) * n_blocks) * _IIR_BLOCK)
+        parts.append((r, flat, rate, idx, starts))
+    if not parts:
+        return empty
+    offsets = np.cumsum([0] + [p[2].size for p in parts])
+    rate = np.concatenate([p[2] for p in parts])
+    starts = np.concatenate([p[4][:-1] + o for p, o in zip(parts, offsets)])
+    rows_of = np.concatenate([np.arange(p[0], p[0] + p[4].size - 1) for p in parts])
+    has = np.diff(np.r_[starts, rate.size]) > 0
+    e, row, frac = _renewal(rate, starts[has], params.env_fs_hz, rng, params.isi_shape)
+    # spike entry -> part -> block -> (row, sample)
+    which = np.searchsorted(offsets, e, side="right") - 1
+    t = np.empty(e.size, dtype=np.int64)
+    for k, p in enumerate(parts):
+        sel = which == k
+        f = p[1][e[sel] - offsets[k]]
+        blk = p[3][f >> (_IIR_BLOCK.bit_length() - 1)]
+        t[sel] = blk % n_blocks * _IIR_BLOCK + (f & (_IIR_BLOCK - 1))
+    channel = first + rows_of[has][row]
+    return _spike_train((t + frac) / params.env_fs_hz, channel.astype(np.int64))
+
+
+def _active_blocks(u: np.ndarray, params: CochleaParams) -> np.ndarray:
+    """The blocks of :data:`_IIR_BLOCK` samples (flat indices into the rows of ``u`` cut into
+    blocks, increasing) where the low-passed ``u`` (float32 ``(rows, n_pad)``, >= 0) can exceed
+    ``reference``: in a block, the low-pass's output is at most ``g`` times the largest input in
+    it and in the ``reach`` blocks before, plus ``tail`` times the row's largest input
+    (:func:`_lowpass`), so a block counts when one of these blocks holds an input above
+    ``(reference - tail * peak) / g`` (less 1e-4 for float32 rounding)."""
+    gain, reach, tail = _lowpass(params)[2:]
+    rows, n_pad = u.shape
+    limit = (params.reference - tail * u.max(axis=1).astype(np.float64)) / (gain * (1 + 1e-4))
+    over = u > limit.astype(np.float32)[:, None]
+    words = over.view(np.uint64).reshape(-1, _IIR_BLOCK // 8)  # 8 flags per word
+    hot = words[:, 0] != 0
+    for i in range(1, words.shape[1]):
+        hot |= words[:, i] != 0
+    hot = hot.reshape(rows, -1)
+    act = hot.copy()
+    for i in range(1, min(reach, hot.shape[1] - 1) + 1):
+        act[:, i:] |= hot[:, :-i]
+    return np.flatnonzero(act)
+
+
+def _ratio(fs_in: float, fs_out: float) -> tuple[int, int]:
+    """``(up, down)``: ``fs_out / fs_in`` as a fraction (denominator <= 2000)."""
+    r = Fraction(fs_out / fs_in).limit_denominator(2000)
+    return r.numerator, r.denominator
 
 
 def resample(x: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:
-    """Polyphase resampling from ``fs_in`` to ``fs_out`` Hz (rational approximation)."""
+    """Polyphase resampling from ``fs_in`` to ``fs_out`` Hz (rational approximation; scipy's
+    ``resample_poly`` with its default Kaiser-window filter, designed once per ratio)."""
     if abs(fs_in - fs_out) < 1e-9:
         return np.asarray(x, dtype=np.float64)
-    from fractions import Fraction
+    up, down = _ratio(fs_in, fs_out)
+    return signal.resample_poly(np.asarray(x, dtype=np.float64), up, down, window=_resampler(up, down))
 
-    r = Fraction(fs_out / fs_in).limit_denominator(2000)
-    return signal.resample_poly(np.asarray(x, dtype=np.float64), r.numerator, r.denominator)
+
+@lru_cache(maxsize=32)
+def _resampler(up: int, down: int) -> np.ndarray:
+    """The low-pass that ``resample_poly(x, up, down)`` designs by default (float64)."""
+    g = math.gcd(up, down)
+    rate = max(up, down) // g
+    return signal.firwin(2 * 10 * rate + 1, 1.0 / rate, window=("kaiser", 5.0))

@@ -23,8 +23,9 @@ With ``test_speakers`` the output is a folder with ``train.h5`` (the other speak
 layout :func:`crsnn.train.data.shd.find_split_files` looks for, so ``crsnn-train --data FOLDER``
 takes it as it is (validation: a stratified part of ``train.h5``, of the same speakers).
 
-Each file is mixed to mono, its active RMS normalised to ``level_db`` (unless ``None``),
-resampled to the front end's rate and encoded to 700-channel spikes. The spike generator of file
+Each file is mixed to mono, its active RMS normalised to ``level_db`` (unless ``None``) and
+encoded to 700-channel spikes from its own sample rate (the channels above its band stay silent:
+:func:`crsnn.train.data.cochlea.first_in_band`). The spike generator of file
 ``i`` (position in the sorted list of all files) is seeded with ``(seed, i)``: the same inputs and
 seed give the same spikes, split or not.
 """

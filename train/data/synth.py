@@ -43,7 +43,7 @@ CLASS_NAMES = (
 #: What is spoken for each class.
 WORDS = CLASS_NAMES[:15] + ("fünf",) + CLASS_NAMES[16:]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
