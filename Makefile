@@ -16,12 +16,18 @@ test: setup
 test-all: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-bench: setup  # every figure of the README results table; about 40 min on 2 cores
+# The FSDD recordings (real speech, not shipped): override with `make bench FSDD_RECORDINGS=DIR`.
+FSDD_RECORDINGS ?= ../shared/data/fsdd/recordings
+
+bench: setup  # every figure of the README results table; about 90 min on 2 cores
 	$(PY) bench/sim_vs_lava.py
 	$(PY) bench/crsnn_vs_delrec.py
 	$(PY) bench/train_speed.py
 	$(PY) bench/accuracy.py
 	$(PY) bench/ablation_delays.py
+	$(PY) bench/gap_defaults.py --jobs 2
+	FSDD_RECORDINGS=$(FSDD_RECORDINGS) $(PY) bench/fsdd.py --jobs 2
+	$(PY) bench/results_table.py --readme
 
 clean:
 	rm -rf .venv .pytest_cache .hypothesis build *.egg-info

@@ -93,6 +93,17 @@ def render() -> str:
             f"(integer model, test split) | {cells} | `{r['command']}` |")
     else:
         missing.append("ablation_delays")
+    r = _load("accuracy")
+    if r:
+        machines[r["machine"]["cpu"]] = r["machine"]
+        for model, x in r["rows"].items():
+            name = "CRSNN" if model == "crsnn" else "DelRec"
+            row(f"| (e) {name} {' × '.join(map(str, r['hidden']))}, offline spoken digits, {x['test_samples']} test "
+                f"samples | float {_pct(x['float'])} · QAT {_pct(x['qat'])} · integer {_pct(x['integer'])} · "
+                f"Lava **{_pct(x['lava'])}**; Lava vs integer: {x['mismatching_spikes']} mismatching spikes of "
+                f"{x['spike_slots_compared']:,} | `{r['command']}` |")
+    else:
+        missing.append("accuracy")
     r = _load("fsdd")
     if r:
         machines[r["machine"]["cpu"]] = r["machine"]
@@ -115,17 +126,6 @@ def render() -> str:
             f"{', '.join(map(str, r['seeds']))} (integer test accuracy) | {cells} | `{r['command']}` |")
     else:
         missing.append("gap_defaults")
-    r = _load("accuracy")
-    if r:
-        machines[r["machine"]["cpu"]] = r["machine"]
-        for model, x in r["rows"].items():
-            name = "CRSNN" if model == "crsnn" else "DelRec"
-            row(f"| (e) {name} {' × '.join(map(str, r['hidden']))}, offline spoken digits, {x['test_samples']} test "
-                f"samples | float {_pct(x['float'])} · QAT {_pct(x['qat'])} · integer {_pct(x['integer'])} · "
-                f"Lava **{_pct(x['lava'])}**; Lava vs integer: {x['mismatching_spikes']} mismatching spikes of "
-                f"{x['spike_slots_compared']:,} | `{r['command']}` |")
-    else:
-        missing.append("accuracy")
     for m in machines.values():
         row("")
         row(f"Measured on {m['cpu']}, {m['cpus_visible']} cores visible, Python {m['python']}, torch {m['torch']}, "
