@@ -106,7 +106,7 @@ IR_TAIL = 1e-7
 _BATCH_VALUES = 1 << 18
 #: Samples per block of :func:`lfilter_blocked`.
 _IIR_BLOCK = 32
-#: Channels per batch of :func:`sparse_rates`.
+#: Channels per batch of :func:`sparse_rates` (at least, in :func:`encode`).
 _RATE_ROWS = 64
 
 
@@ -225,21 +225,29 @@ def first_in_band(fs: float, params: CochleaParams = CochleaParams(), rms: float
     return int(inside[0]) if inside.size else params.n_channels
 
 
-@lru_cache(maxsize=32)
+@lru_cache(maxsize=48)
 def _spectra(params: CochleaParams, k: int, nfft: int) -> np.ndarray:
     """Tier ``k``'s truncated impulse responses divided by the tier's ``step`` (a power of 2: the
     average over a step becomes a sum, exactly) on an ``nfft``-point grid: complex64
-    ``(C_k, nfft//2 + 1)``. 32 grids: the 21 lengths that spoken digits need (~40 MB)."""
+    ``(C_k, nfft//2 + 1)``. 48 grids: more than the ~30 lengths that spoken digits need (~50 MB)."""
     tier = next(t for t in _bank(params) if t.k == k)
-    return (sfft.rfft(tier.irs, nfft, axis=1) / tier.step).astype(np.complex64)
+    spec = sfft.rfft(tier.irs.astype(np.float32), nfft, axis=1)  # complex64
+    spec *= np.float32(1.0 / tier.step)
+    return spec
 
 
+#: FFT lengths of :func:`_block_size`: ``m * 2^j`` (``m`` = 1, 3, 5 or 15) from 32 to 32768; pocketfft
+#: runs them at the speed per sample of powers of 2, and they waste less zero padding.
+_FFT_SIZES = tuple(sorted({m << j for m in (1, 3, 5, 15) for j in range(16) if 32 <= m << j <= 1 << 15}))
+
+
+@lru_cache(maxsize=1024)
 def _block_size(taps: int, n: int, step: int) -> tuple[int, int]:
     """``(nfft, hop)`` for overlap-save filtering of ``n`` samples with ``taps``-long filters:
-    the FFT length ``2^j`` or ``3 * 2^j`` (``2 * taps`` to ``2^15``) with the least work
+    the FFT length of :data:`_FFT_SIZES` (at least ``2 * taps``) with the least work
     ``blocks * nfft * log2(nfft)``; ``hop`` (new outputs per block) is a multiple of ``step``."""
     best = None
-    for nfft in sorted({m << j for m in (2, 3) for j in range(4, 15)}):
+    for nfft in _FFT_SIZES:
         hop = (nfft - taps + 1) // step * step
         if nfft < 2 * taps or hop <= 0:
             continue
@@ -249,14 +257,15 @@ def _block_size(taps: int, n: int, step: int) -> tuple[int, int]:
     return best[1], best[2]
 
 
-def _tier_envelopes(xk: np.ndarray, tier: _Tier, params: CochleaParams, out: np.ndarray, lo: int = 0) -> None:
+def _tier_batches(xk: np.ndarray, tier: _Tier, params: CochleaParams, n_env: int, n_pad: int, lo: int = 0):
     """Filter ``xk`` (float ``(n,)`` at the tier's rate) with the tier's channels
     ``tier.start + lo .. tier.stop - 1`` by overlap-save FFT convolution in float32, half-wave
-    rectify and average over ``step`` samples into ``out``, float32 ``(C_k - lo, n_env)`` at
-    ``env_fs``. Outputs at or after ``n_env * step`` count as zeros (the filter runs to the end
-    of the input only)."""
+    rectify and average over ``step`` samples: yields ``(channel, u)`` per batch of channels,
+    ``u`` float32 ``(channels, n_pad)`` at ``env_fs`` from ``channel`` on, zero from ``n_env``
+    on. Outputs at or after ``n_env * step`` count as zeros (the filter runs to the end of the
+    input only)."""
     taps, step = tier.irs.shape[1], tier.step
-    n_ch, n_env = out.shape
+    n_ch = tier.stop - tier.start - lo
     n_out = n_env * step
     nfft, hop = _block_size(taps, n_out, step)
     lead = nfft - hop  # >= taps - 1: the outputs of a block that wrap around are dropped
@@ -273,19 +282,21 @@ def _tier_envelopes(xk: np.ndarray, tier: _Tier, params: CochleaParams, out: np.
             y[:, m // hop, lead + m % hop:] = 0.0
             y[:, m // hop + 1:] = 0.0
         kept = y[:, :, lead:]
-        if step == 1:  # rectified straight into ``out``, block by block
+        u = np.zeros((y.shape[0], n_pad), dtype=np.float32)
+        if step == 1:  # rectified straight into ``u``, block by block
             for j in range(n_blocks):
                 w = min(hop, n_env - j * hop)
-                np.maximum(kept[:, j, :w], 0.0, out=out[c: c + per, j * hop: j * hop + w])
-            continue
-        np.maximum(kept, 0.0, out=kept)
-        # the sum over each step (the filters carry the 1 / step); not a BLAS product with a
-        # vector of ones: OpenBLAS would run it on every core
-        parts = kept.reshape(y.shape[0], n_blocks, hop // step, step)
-        total = parts[..., 0] + parts[..., 1]
-        for i in range(2, step):
-            total += parts[..., i]
-        out[c: c + per] = total.reshape(y.shape[0], -1)[:, :n_env]
+                np.maximum(kept[:, j, :w], 0.0, out=u[:, j * hop: j * hop + w])
+        else:
+            np.maximum(kept, 0.0, out=kept)
+            # the sum over each step (the filters carry the 1 / step); not a BLAS product with a
+            # vector of ones: OpenBLAS would run it on every core
+            parts = kept.reshape(y.shape[0], n_blocks, hop // step, step)
+            total = parts[..., 0] + parts[..., 1]
+            for i in range(2, step):
+                total += parts[..., i]
+            u[:, :n_env] = total.reshape(y.shape[0], -1)[:, :n_env]
+        yield tier.start + lo + c, u
 
 
 def _resampled_size(n: int, fs_in: float, fs_out: float) -> int:
@@ -300,9 +311,9 @@ def _tier_inputs(x: np.ndarray, fs: float, params: CochleaParams, ks: list[int])
     """The recording at the rate of each tier ``k`` in ``ks``: float64 ``{k: (n_k,)}``.
 
     At or above the front end's rate ``fs_hz``: resampled to ``fs_hz``, then halved tier by tier
-    (as before the bank started from the recording's rate: 48 kHz input is filtered exactly as
-    then). Below it: resampled from ``fs`` straight to each tier's rate, down or up (polyphase
-    filters of :func:`resample`, which keep the band below ``min(fs, rate) / 2``).
+    (the path every recording took before; unchanged for 48 kHz). Below it: resampled from ``fs``
+    straight to each tier's rate, down or up (polyphase filters of :func:`resample`, which keep
+    the band below ``min(fs, rate) / 2``).
     """
     if fs >= params.fs_hz - 1e-9:
         versions = {0: resample(x, fs, params.fs_hz)}
@@ -312,41 +323,31 @@ def _tier_inputs(x: np.ndarray, fs: float, params: CochleaParams, ks: list[int])
     return {k: resample(x, fs, params.fs_hz / 2 ** k) for k in ks}
 
 
-def _filterbank(x: np.ndarray, fs: float, params: CochleaParams) -> tuple[int, int, np.ndarray]:
-    """Stages 1 and 2 up to the low-pass: ``(first, n_env, u)`` with ``first = first_in_band(fs)``
-    and ``u`` float32 ``(n_channels - first, n_pad)``: the rectified outputs of the channels
-    ``first..n_channels-1`` averaged down to ``env_fs`` (before the low-pass) in the first
-    ``n_env`` columns, zeros up to ``n_pad``, a multiple of :data:`_IIR_BLOCK`."""
+def _filterbank(x: np.ndarray, fs: float, params: CochleaParams):
+    """Stages 1 and 2 up to the low-pass: ``(first, n_env, batches)`` with
+    ``first = first_in_band(fs, params, active_rms(x))`` and ``batches`` an iterator of
+    ``(channel, u)``: the rectified outputs of channels ``channel..channel+len(u)-1`` (together,
+    channels ``first..n_channels-1``, tier by tier) averaged down to ``env_fs`` (before the
+    low-pass), float32 ``(channels, n_pad)``, zero from ``n_env`` on; ``n_pad`` is a multiple of
+    :data:`_IIR_BLOCK`."""
     dec = int(round(params.fs_hz / params.env_fs_hz))
     n_env = -(-_resampled_size(x.size, fs, params.fs_hz) // dec)
     first = first_in_band(fs, params, active_rms(x)) if fs < params.fs_hz else 0
-    u = np.zeros((params.n_channels - first, -(-n_env // _IIR_BLOCK) * _IIR_BLOCK), dtype=np.float32)
-    tiers = [t for t in _bank(params) if t.stop > first]
-    if n_env and tiers:
+    n_pad = -(-n_env // _IIR_BLOCK) * _IIR_BLOCK
+    tiers = [t for t in _bank(params) if t.stop > first] if n_env else []
+
+    def batches():
         inputs = _tier_inputs(x, fs, params, [t.k for t in tiers])
         for tier in tiers:
-            lo = max(first - tier.start, 0)
-            _tier_envelopes(inputs[tier.k], tier, params, u[tier.start + lo - first: tier.stop - first, :n_env], lo)
-    return first, n_env, u
+            yield from _tier_batches(inputs[tier.k], tier, params, n_env, n_pad, max(first - tier.start, 0))
+
+    return first, n_env, batches()
 
 
 @lru_cache(maxsize=4)
-def _lowpass(params: CochleaParams) -> tuple:
-    """``(b, a, g, reach, tail)``: the envelope low-pass (Butterworth, 2nd order); the sum ``g``
-    of the positive samples of its impulse response (its output never exceeds ``g`` times the
-    largest value of a non-negative input); and the number ``reach`` of blocks of
-    :data:`_IIR_BLOCK` samples before a block whose input matters in it: the impulse response
-    beyond ``reach`` blocks sums to ``tail`` in absolute value (< 1e-6 g; 1 block and ~1e-10 for
-    1 kHz at 6 kHz)."""
-    b, a = signal.butter(2, params.lowpass_hz, fs=params.env_fs_hz)
-    r = float(np.abs(np.roots(a)).max())
-    n = int(math.ceil(40.0 / -math.log(r))) + 16 if r > 0 else 4  # until r**n < 1e-17
-    h = signal.lfilter(b, a, np.r_[1.0, np.zeros(n)])
-    g = float(h[h > 0].sum())
-    reach = 1
-    while reach * _IIR_BLOCK < h.size and np.abs(h[reach * _IIR_BLOCK + 1:]).sum() > 1e-6 * g:
-        reach += 1
-    return b, a, g, reach, float(np.abs(h[reach * _IIR_BLOCK + 1:]).sum())
+def _lowpass(params: CochleaParams) -> tuple[np.ndarray, np.ndarray]:
+    """The envelope low-pass (Butterworth, 2nd order) ``(b, a)``."""
+    return signal.butter(2, params.lowpass_hz, fs=params.env_fs_hz)
 
 
 def envelopes(audio: np.ndarray, params: CochleaParams = CochleaParams(), fs: float | None = None) -> np.ndarray:
@@ -370,7 +371,7 @@ def envelopes(audio: np.ndarray, params: CochleaParams = CochleaParams(), fs: fl
     l2 norm (<= 640 taps at 6 kHz, <= 230 at the other rates), so that
     ``|y[n] - y_iir[n]| <= 1e-7 * ||h||_2 * ||x||_2`` apart from float32 rounding (~1e-6 of the
     channel's output; float32 is safe in this FIR form, while the float32 IIR is not stable at the
-    low channels). FFT lengths (``2^j`` or ``3 * 2^j``) minimise the work for each signal length;
+    low channels). FFT lengths (:data:`_FFT_SIZES`) minimise the work for each signal length;
     the filter spectra are cached per length. The low-pass runs as :func:`lfilter_blocked`.
     Work is proportional to the samples at the tier rates: for 8 kHz recordings, without the 139
     silent channels of the 48 kHz tier, 5.6 instead of 12.2 million per second of audio (the
@@ -389,11 +390,11 @@ def envelopes(audio: np.ndarray, params: CochleaParams = CochleaParams(), fs: fl
         recording resampled to ``fs_hz`` (:func:`resample`).
     """
     x = np.asarray(audio, dtype=np.float64).reshape(-1)
-    first, n_env, u = _filterbank(x, params.fs_hz if fs is None else float(fs), params)
+    first, n_env, batches = _filterbank(x, params.fs_hz if fs is None else float(fs), params)
     out = np.zeros((params.n_channels, n_env), dtype=np.float32)
-    if n_env and u.shape[0]:
-        b, a = _lowpass(params)[:2]
-        out[first:] = _lfilter_padded(b, a, u, _IIR_BLOCK)[:, :n_env]
+    b, a = _lowpass(params)
+    for c, u in batches:
+        out[c: c + u.shape[0]] = _lfilter_padded(b, a, u, _IIR_BLOCK)[:, :n_env]
     return out
 
 
@@ -446,38 +447,20 @@ def lfilter_blocked(b: np.ndarray, a: np.ndarray, x: np.ndarray, block: int = _I
 
 
 def _lfilter_padded(b: np.ndarray, a: np.ndarray, xb: np.ndarray, block: int) -> np.ndarray:
-    """:func:`lfilter_blocked` of a float32 ``(rows, n)`` with ``n`` a multiple of ``block``."""
+    """:func:`lfilter_blocked` of a float32 ``(rows, n)`` with ``n`` a multiple of ``block``: each
+    block's zero-state response (a product with the Toeplitz matrix of the impulse response)
+    plus its start state's response. A block's start state is the sum of the last ``memory``
+    blocks' inputs carried to it (older ones add less than 1e-9 of them), else it runs through
+    the blocks (:func:`_block_states`)."""
     rows, n = xb.shape
-    return _lfilter_blocks(b, a, xb.reshape(rows * (n // block), block), n // block).reshape(rows, n)
-
-
-def _lfilter_blocks(b: np.ndarray, a: np.ndarray, blocks: np.ndarray, n_blocks: int, idx: np.ndarray | None = None) -> np.ndarray:
-    """The filter's output in the blocks ``idx`` (increasing; default all) of ``blocks`` float32
-    ``(rows * n_blocks, block)`` (each row's signal cut into ``n_blocks`` blocks): float32
-    ``(len(idx), block)``: each block's zero-state response (a product with the Toeplitz matrix
-    of the impulse response) plus its start state's response. A block's start state is the sum
-    of the last ``memory`` blocks' inputs carried to it (older ones add less than 1e-9 of them),
-    else it runs through every block of the rows (:func:`_block_states`)."""
-    block = blocks.shape[1]
+    n_blocks = n // block
+    blocks = xb.reshape(rows * n_blocks, block)
     to_state, a_block, toeplitz, from_state, memory = _block_matrices(
         tuple(np.atleast_1d(b).astype(float)), tuple(np.atleast_1d(a).astype(float)), block)
     q = a_block.shape[0]
-    drive = _matmul(blocks, to_state)  # each block's input carried to its end
-    x = blocks if idx is None else np.take(blocks, idx, axis=0)
-    if idx is None:
-        idx = np.arange(blocks.shape[0])
-    if memory <= 4:
-        state = np.zeros((idx.size, q), dtype=np.float32)
-        at = idx % n_blocks
-        power = np.eye(q, dtype=np.float32)
-        for i in range(1, memory + 1):
-            ok = np.flatnonzero(at >= i)
-            carried = drive[idx[ok] - i]
-            state[ok] += carried if i == 1 else carried @ power
-            power = power @ a_block
-    else:
-        state = _block_states(drive.reshape(-1, n_blocks, q), a_block, memory).reshape(-1, q)[idx]
-    return _matmul(x, toeplitz, state, from_state)
+    drive = _matmul(blocks, to_state).reshape(rows, n_blocks, q)  # each block's input carried to its end
+    state = _block_states(drive, a_block, memory).reshape(-1, q)
+    return _matmul(blocks, toeplitz, state, from_state).reshape(rows, n)
 
 
 def _block_states(drive: np.ndarray, a_block: np.ndarray, memory: int) -> np.ndarray:
@@ -560,7 +543,7 @@ def sparse_rates(env: np.ndarray, params: CochleaParams = CochleaParams()) -> Sp
     ``reference``), adaptation ``d / (1 + adapt_strength * m)`` with ``m = lowpass(d)`` (one
     pole, time constant ``adapt_tau_s``: :func:`_one_pole_at`), then
     ``rate_cap * tanh(gain * d / rate_cap)``. Computed in float32, :data:`_RATE_ROWS` channels at
-    a time (bounded temporaries).
+    a time (bounded temporaries), in the blocks of :data:`_IIR_BLOCK` samples that hold entries.
     """
     env = np.asarray(env, dtype=np.float32)
     rows, n = env.shape
@@ -571,22 +554,26 @@ def sparse_rates(env: np.ndarray, params: CochleaParams = CochleaParams()) -> Sp
     chs, ts, rates = [np.zeros(0, np.int32)], [np.zeros(0, np.int32)], [np.zeros(0, np.float32)]
     for r in range(0, rows, _RATE_ROWS):
         part = padded[r: r + _RATE_ROWS]
-        flat, rate = _rates_of_rows(part.reshape(-1, _IIR_BLOCK), np.arange(part.size // _IIR_BLOCK),
-                                    part.shape[0], n_blocks, params)
+        flat, rate, blocks = _rates_of_rows(part.reshape(-1, _IIR_BLOCK), part.shape[0], params)
         keep = rate > 0  # d > 0 can round to 0 Hz
-        chs.append((flat[keep] // n_pad + r).astype(np.int32))
-        ts.append((flat[keep] % n_pad).astype(np.int32))
+        pos = blocks[flat[keep] // _IIR_BLOCK] * _IIR_BLOCK + flat[keep] % _IIR_BLOCK
+        chs.append((pos // n_pad + r).astype(np.int32))
+        ts.append((pos % n_pad).astype(np.int32))
         rates.append(rate[keep])
     return SparseRates(np.concatenate(chs), np.concatenate(ts), np.concatenate(rates), (rows, n))
 
 
-def _rates_of_rows(env: np.ndarray, idx: np.ndarray, rows: int, n_blocks: int, params: CochleaParams) -> tuple[np.ndarray, ...]:
-    """The rates of :func:`sparse_rates` above the threshold in the blocks ``idx`` (increasing)
-    of ``rows`` rows of ``n_blocks`` blocks of :data:`_IIR_BLOCK` samples, where the envelope is
-    ``env`` float32 ``(len(idx), block)`` (at most ``reference`` elsewhere and past the signal's
-    end): the entries' flat indices in ``env`` (int64, increasing: by row, then by sample) and
-    their float32 rates (>= 0: some round to 0 Hz)."""
+def _rates_of_rows(env: np.ndarray, rows: int, params: CochleaParams) -> tuple[np.ndarray, ...]:
+    """The rates of :func:`sparse_rates` above the threshold of the envelopes ``env`` float32
+    ``(rows * n_blocks, block)``: ``rows`` rows cut into blocks of :data:`_IIR_BLOCK` samples
+    (at most ``reference`` past the signal's end). Returns ``(flat, rate, blocks)``: the blocks
+    that hold entries (increasing), the entries' flat indices into the array of these blocks
+    (int64, increasing: by row, then by sample) and their float32 rates (>= 0: some round to
+    0 Hz). The rest is done in these blocks only (a third of the rows' blocks for speech)."""
+    n_blocks = env.shape[0] // rows
     above = env > np.float32(params.reference)
+    idx = np.flatnonzero(_any_per_block(above))
+    env, above = env[idx], above[idx]
     flat = np.flatnonzero(above)
     d = env.reshape(-1)[flat]
     d *= np.float32(1.0 / params.reference)
@@ -604,7 +591,17 @@ def _rates_of_rows(env: np.ndarray, idx: np.ndarray, rows: int, n_blocks: int, p
     d *= np.float32(params.gain_hz / params.rate_cap_hz)
     np.tanh(d, out=d)
     d *= np.float32(params.rate_cap_hz)
-    return flat, d
+    return flat, d, idx
+
+
+def _any_per_block(flags: np.ndarray) -> np.ndarray:
+    """``flags.any(axis=1)`` for a C-contiguous bool ``(m, block)``, ``block`` a multiple of 8:
+    the flags read 8 at a time as 64-bit words (numpy's ``any`` over a short axis is ~10x slower)."""
+    words = flags.view(np.uint64).reshape(flags.shape[0], -1)
+    out = words[:, 0] != 0
+    for i in range(1, words.shape[1]):
+        out |= words[:, i] != 0
+    return out
 
 
 def _one_pole_at(a: float, flat: np.ndarray, d: np.ndarray, idx: np.ndarray, rows: int, n_blocks: int,
@@ -668,7 +665,9 @@ def renewal_spikes(
     return _spike_train((sr.sample[e] + frac) / fs, sr.channel[e].astype(np.int64))
 
 
-def _renewal(rate: np.ndarray, first: np.ndarray, fs: float, rng: np.random.Generator, shape: float) -> tuple[np.ndarray, ...]:
+def _renewal(
+    rate: np.ndarray, first: np.ndarray, fs: float, rng: np.random.Generator, shape: float
+) -> tuple[np.ndarray, ...]:
     """The renewal process of :func:`renewal_spikes` on the entries ``rate`` (Hz, >= 0), the
     channels' entries in order, channel ``r`` starting at entry ``first[r]``: the entry in which
     each spike falls, its channel ``r`` and the fraction of the entry's sample before it
@@ -763,10 +762,9 @@ def encode(
     """Audio -> spikes.
 
     The spikes of ``renewal_spikes(sparse_rates(envelopes(x, params, fs)), ...)`` for the
-    normalised audio ``x``, computed with less work: the low-pass and the rate stages skip the
-    channels whose envelope cannot reach the threshold (their largest value before the low-pass,
-    times the low-pass's largest gain for a non-negative input, is at most ``reference``): their
-    rates are 0.
+    normalised audio ``x`` (the same numbers), computed with less work (:func:`_encode_spikes`).
+    A recording below 48 kHz is filtered from its own rate, and the channels above its band
+    stay silent (:func:`first_in_band`).
 
     Args:
         audio: float or int ``(n,)`` mono samples at ``fs`` Hz.
@@ -784,73 +782,65 @@ def encode(
     return _encode_spikes(x, float(fs), params, rng)
 
 
-def _encode_spikes(x: np.ndarray, fs: float, params: CochleaParams, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _encode_spikes(
+    x: np.ndarray, fs: float, params: CochleaParams, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """``renewal_spikes(sparse_rates(envelopes(x, params, fs)), ...)`` with less work: the
-    low-pass and the rates run only in the blocks of :data:`_IIR_BLOCK` envelope samples where
-    the envelope can cross the threshold (:func:`_active_blocks`; elsewhere the rates are 0),
-    and the entries stay flat indices into those blocks until the spikes are placed."""
-    first, n_env, u = _filterbank(x, fs, params)
-    empty = np.zeros(0), np.zeros(0, dtype=np.int64)
-    if n_env == 0 or u.shape[0] == 0:
-        return empty
-    rows, n_pad = u.shape
-    n_blocks = n_pad // _IIR_BLOCK
-    b, a = _lowpass(params)[:2]
-    per = max(_RATE_ROWS, (1 << 21) // n_pad)  # rows at a time: bounded temporaries for long signals
+    low-pass and the rates run on batches of at least :data:`_RATE_ROWS` channels as the
+    filterbank makes them (the rows stay in the cache from the filters to the rates; no
+    ``(channels, n_env)`` array), the rates only in the blocks of :data:`_IIR_BLOCK` samples that
+    hold entries above the threshold, and the entries stay flat indices into those blocks until
+    the spikes are placed."""
+    _, n_env, batches = _filterbank(x, fs, params)
+    b, a = _lowpass(params)
     parts = []
-    for r in range(0, rows, per):
-        part = u[r: r + per]
-        blocks = part.reshape(-1, _IIR_BLOCK)
-        idx = _active_blocks(part, params)
-        if idx.size == 0:
-            continue
-        env = _lfilter_blocks(b, a, blocks, n_blocks, idx)
-        if n_env < n_pad:  # the low-pass's response past the end
-            env[idx % n_blocks == n_blocks - 1, n_env - (n_blocks - 1) * _IIR_BLOCK:] = 0.0
-        flat, rate = _rates_of_rows(env, idx, part.shape[0], n_blocks, params)
-        # each row's first entry: its first active block's first entry
-        starts = np.searchsorted(flat, np.searchsorted(idx, np.arange(part.shape[0] + 1) * n_blocks) * _IIR_BLOCK)
-        parts.append((r, flat, rate, idx, starts))
+    for c, u in _merged(batches, _RATE_ROWS):
+        rows, n_pad = u.shape
+        env = _lfilter_padded(b, a, u, _IIR_BLOCK)
+        env[:, n_env:] = 0.0  # the low-pass's response past the end
+        flat, rate, idx = _rates_of_rows(env.reshape(-1, _IIR_BLOCK), rows, params)
+        if rate.size:
+            # each row's first entry: its first block's first entry
+            n_blocks = n_pad // _IIR_BLOCK
+            starts = np.searchsorted(flat, np.searchsorted(idx, np.arange(rows + 1) * n_blocks) * _IIR_BLOCK)
+            parts.append((c, flat, rate, idx, starts, n_blocks))
     if not parts:
-        return empty
+        return np.zeros(0), np.zeros(0, dtype=np.int64)
+    parts.sort(key=lambda p: p[0])  # channel order (the tiers come lowest rate, highest channels, first)
     offsets = np.cumsum([0] + [p[2].size for p in parts])
     rate = np.concatenate([p[2] for p in parts])
     starts = np.concatenate([p[4][:-1] + o for p, o in zip(parts, offsets)])
-    rows_of = np.concatenate([np.arange(p[0], p[0] + p[4].size - 1) for p in parts])
+    channels = np.concatenate([np.arange(p[0], p[0] + p[4].size - 1) for p in parts])
     has = np.diff(np.r_[starts, rate.size]) > 0
     e, row, frac = _renewal(rate, starts[has], params.env_fs_hz, rng, params.isi_shape)
-    # spike entry -> part -> block -> (row, sample)
+    # spike entry -> part -> block -> sample
     which = np.searchsorted(offsets, e, side="right") - 1
     t = np.empty(e.size, dtype=np.int64)
-    for k, p in enumerate(parts):
+    shift = _IIR_BLOCK.bit_length() - 1
+    for k, (_, flat, _, idx, _, n_blocks) in enumerate(parts):
         sel = which == k
-        f = p[1][e[sel] - offsets[k]]
-        blk = p[3][f >> (_IIR_BLOCK.bit_length() - 1)]
-        t[sel] = blk % n_blocks * _IIR_BLOCK + (f & (_IIR_BLOCK - 1))
-    channel = first + rows_of[has][row]
-    return _spike_train((t + frac) / params.env_fs_hz, channel.astype(np.int64))
+        f = flat[e[sel] - offsets[k]]
+        t[sel] = idx[f >> shift] % n_blocks * _IIR_BLOCK + (f & (_IIR_BLOCK - 1))
+    return _spike_train((t + frac) / params.env_fs_hz, channels[has][row].astype(np.int64))
 
 
-def _active_blocks(u: np.ndarray, params: CochleaParams) -> np.ndarray:
-    """The blocks of :data:`_IIR_BLOCK` samples (flat indices into the rows of ``u`` cut into
-    blocks, increasing) where the low-passed ``u`` (float32 ``(rows, n_pad)``, >= 0) can exceed
-    ``reference``: in a block, the low-pass's output is at most ``g`` times the largest input in
-    it and in the ``reach`` blocks before, plus ``tail`` times the row's largest input
-    (:func:`_lowpass`), so a block counts when one of these blocks holds an input above
-    ``(reference - tail * peak) / g`` (less 1e-4 for float32 rounding)."""
-    gain, reach, tail = _lowpass(params)[2:]
-    rows, n_pad = u.shape
-    limit = (params.reference - tail * u.max(axis=1).astype(np.float64)) / (gain * (1 + 1e-4))
-    over = u > limit.astype(np.float32)[:, None]
-    words = over.view(np.uint64).reshape(-1, _IIR_BLOCK // 8)  # 8 flags per word
-    hot = words[:, 0] != 0
-    for i in range(1, words.shape[1]):
-        hot |= words[:, i] != 0
-    hot = hot.reshape(rows, -1)
-    act = hot.copy()
-    for i in range(1, min(reach, hot.shape[1] - 1) + 1):
-        act[:, i:] |= hot[:, :-i]
-    return np.flatnonzero(act)
+def _merged(batches, rows: int):
+    """``(channel, u)`` batches (:func:`_filterbank`) joined while their channels follow on, into
+    batches of at least ``rows`` channels (fewer calls for the stages after the filters)."""
+    pending, start, count = [], 0, 0
+    for c, u in batches:
+        if pending and c != start + count:
+            yield start, np.concatenate(pending) if len(pending) > 1 else pending[0]
+            pending, count = [], 0
+        if not pending:
+            start = c
+        pending.append(u)
+        count += u.shape[0]
+        if count >= rows:
+            yield start, np.concatenate(pending) if len(pending) > 1 else pending[0]
+            pending, count = [], 0
+    if pending:
+        yield start, np.concatenate(pending) if len(pending) > 1 else pending[0]
 
 
 def _ratio(fs_in: float, fs_out: float) -> tuple[int, int]:
