@@ -575,7 +575,7 @@ def _rates_of_rows(env: np.ndarray, rows: int, params: CochleaParams) -> tuple[n
     idx = np.flatnonzero(_any_per_block(above))
     env, above = env[idx], above[idx]
     flat = np.flatnonzero(above)
-    d = env.reshape(-1)[flat]
+    d = np.take(env.reshape(-1), flat)
     d *= np.float32(1.0 / params.reference)
     if params.compress_power == 0.5:
         np.sqrt(d, out=d)
@@ -611,21 +611,22 @@ def _one_pole_at(a: float, flat: np.ndarray, d: np.ndarray, idx: np.ndarray, row
     ``idx`` (increasing): ``d`` at the flat indices ``flat`` (increasing) of the
     ``(len(idx), block)`` array of these blocks. float32 ``(m,)``.
 
-    The entries are scattered into these blocks and filtered as in :func:`_lfilter_blocks`; the
-    states run through every block of the rows, the empty ones included (one ``lfilter`` over
-    the blocks). Equal to ``lfilter`` up to
-    float32 rounding (~1e-6 relative). Cost: two passes over the blocks (one a matrix product
-    on one thread) and a scatter and a gather over the entries; the exact float64 alternative
-    that visits the entries only (a running sum restarted per block) made ~20 passes over them
-    and took twice as long.
+    The entries are scattered into these blocks, each laid next to its start state,
+    ``[d_j | s_j]``, and filtered as in :func:`_lfilter_padded` by one product with
+    ``[Toeplitz ; from_state]``; the states run through every block of the rows, the empty ones
+    included (one ``lfilter`` over the blocks). Equal to ``lfilter`` up to float32 rounding
+    (~1e-6 relative). Cost: two passes over the blocks (one a matrix product on one thread) and
+    a scatter and a gather over the entries; the exact float64 alternative that visits the
+    entries only (a running sum restarted per block) made ~20 passes over them and took twice
+    as long.
     """
     to_state, a_block, toeplitz, from_state, memory = _block_matrices((1.0 - a,), (1.0, -a), block)
-    dense = np.zeros((idx.size, block), dtype=np.float32)
-    dense.reshape(-1)[flat] = d
+    aug = np.zeros((idx.size, block + 1), dtype=np.float32)
+    aug.reshape(-1)[flat + (flat >> (block.bit_length() - 1))] = d  # entry (block j, i) -> aug[j, i]
     drive = np.zeros(rows * n_blocks, dtype=np.float32)
-    drive[idx] = _matmul(dense, to_state)[:, 0]
-    state = _block_states(drive.reshape(rows, n_blocks, 1), a_block, memory).reshape(-1, 1)[idx]
-    return _matmul(dense, toeplitz, state, from_state).reshape(-1)[flat]
+    drive[idx] = np.einsum("ij,j->i", aug[:, :block], to_state[:, 0])
+    aug[:, block] = _block_states(drive.reshape(rows, n_blocks, 1), a_block, memory).reshape(-1)[idx]
+    return np.take(_matmul(aug, np.concatenate([toeplitz, from_state])).reshape(-1), flat)
 
 
 def firing_rates(env: np.ndarray, params: CochleaParams = CochleaParams()) -> np.ndarray:
