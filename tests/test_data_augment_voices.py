@@ -110,9 +110,10 @@ def test_training_options_reach_the_training_split_only(tmp_path):
         times = [np.sort(rng.uniform(0, 0.3, 50)) for _ in range(n)]
         units = [rng.integers(0, 700, 50) for _ in range(n)]
         write_spike_file(tmp_path / f"{part}.h5", times, units, np.arange(n) % 2, ["a", "b"])
-    data = load_data(str(tmp_path), max_time=0.3, channel_group=10, augment_channel_shift=2, augment_stretch=0.1,
-                     augment_noise=0.01, augment_tilt=3.0, augment_freq_mask=4)
+    data = load_data(str(tmp_path), max_time=0.3, channel_group=10,
+                     augment=Augment(channel_shift=2, stretch=0.1, noise=0.01, tilt=3.0, freq_mask=4))
     aug = data["train"].dataset.augment
     assert (aug.channel_shift, aug.stretch, aug.noise, aug.tilt, aug.freq_mask) == (2, 0.1, 0.01, 3.0, 4)
     assert data["valid"].dataset.augment is None and data["test"].dataset.augment is None
     assert load_data(str(tmp_path), max_time=0.3, channel_group=10)["train"].dataset.augment is None
+    assert load_data(str(tmp_path), max_time=0.3, channel_group=10, augment=Augment())["train"].dataset.augment is None

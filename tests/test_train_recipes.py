@@ -104,3 +104,14 @@ def test_recipe_is_printed_and_stored_in_the_checkpoint(tmp_path, capsys, one_to
     assert rec["name"] == "fsdd" and rec["overridden"] == ["batch_size", "epochs", "hidden"]
     assert rec["values"]["augment_stretch"] == RECIPES["fsdd"]["augment_stretch"]
     assert info["config"]["hidden"] == [8] and info["config"]["dropout"] == RECIPES["fsdd"]["dropout"]
+
+
+def test_augment_options_build_the_training_augmentation():
+    from crsnn.train.cli import augment_of
+
+    aug = augment_of(parse_options(["--augment-shift", "2", "--augment-mix", "0.5", "--augment-channel-shift", "3",
+                                    "--augment-stretch", "0.2", "--augment-noise", "0.01", "--augment-tilt", "2",
+                                    "--augment-freq-mask", "4"]))
+    assert (aug.max_shift, aug.mix_prob, aug.channel_shift, aug.stretch, aug.noise, aug.tilt, aug.freq_mask) == \
+        (2, 0.5, 3, 0.2, 0.01, 2.0, 4)
+    assert not augment_of(parse_options([])).enabled

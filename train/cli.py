@@ -32,6 +32,7 @@ from crsnn.cli_types import seed as seed_type
 from crsnn.models.network import LOSSES, MODELS, ModelConfig, build_model, format_counts
 
 from .checkpoint import CheckpointError, checkpoint_bytes, load_checkpoint, read_checkpoint, with_metadata
+from .data.augment import Augment
 from .datasets import DataError, load_data, load_test_data, message_bits_for
 from .recipes import RECIPES, apply_recipe, describe, recipe_names, requested_recipe
 from .loop import Dist, TrainConfig, evaluate_checkpoint, last_path_for, log_path_for, train
@@ -165,6 +166,13 @@ def _delay_init(spec: str) -> list:
     except ValueError:
         pass
     raise UsageError(f"--delay-init: expected uniform:LO:HI, halfnormal:STD or constant:D, got {spec!r}")
+
+
+def augment_of(args) -> Augment:
+    """The training-data augmentation the ``--augment-*`` options ask for."""
+    return Augment(max_shift=args.augment_shift, mix_prob=args.augment_mix, channel_shift=args.augment_channel_shift,
+                   stretch=args.augment_stretch, noise=args.augment_noise, tilt=args.augment_tilt,
+                   freq_mask=args.augment_freq_mask)
 
 
 def default_delay_init(n_steps: int) -> list:
@@ -341,10 +349,7 @@ def run(args) -> int:
         say(f"test accuracy: float {_pct(res['float'].acc)} | integer {_pct(res['integer'].acc)}")
         return 0
     data = load_data(args.data, dt=args.dt, max_time=args.max_time, channel_group=args.channel_group,
-                     valid_fraction=args.valid_fraction, seed=args.seed, augment_shift=args.augment_shift,
-                     augment_mix=args.augment_mix, augment_channel_shift=args.augment_channel_shift,
-                     augment_stretch=args.augment_stretch, augment_noise=args.augment_noise,
-                     augment_tilt=args.augment_tilt, augment_freq_mask=args.augment_freq_mask,
+                     valid_fraction=args.valid_fraction, seed=args.seed, augment=augment_of(args),
                      max_train=args.max_train, progress=args.progress and dist.main)
     qat_start = args.qat_start
     if qat_start is None:
@@ -370,7 +375,7 @@ def run(args) -> int:
         f"{len(data['valid'])} valid / {len(data['test'])} test samples, T={data.n_steps}, {data.n_in} inputs "
         f"({bits} message bits), {data.n_classes} classes")
     if args.recipe:
-        say(describe(args.recipe, args.recipe_values, explicit_options(build_parser(), args.argv)))
+        say(describe(args.recipe, args.recipe_values, set(args.recipe_overridden)))
     say(format_counts(model.config))
     qat_text = f"QAT from epoch {qat_start + 1} of {cfg.epochs}" if cfg.qat_enabled else \
         f"no QAT: {cfg.epochs} float epochs (the checkpoint is float-only)"
@@ -420,9 +425,7 @@ def _recipe_record(args) -> dict | None:
     given explicitly instead."""
     if not args.recipe:
         return None
-    explicit = explicit_options(build_parser(), args.argv)
-    return {"name": args.recipe, "values": args.recipe_values,
-            "overridden": sorted(k for k in args.recipe_values if k in explicit)}
+    return {"name": args.recipe, "values": args.recipe_values, "overridden": args.recipe_overridden}
 
 
 def _write_test_results(out: Path, log: Path, test: dict) -> None:
@@ -440,13 +443,15 @@ def _write_test_results(out: Path, log: Path, test: dict) -> None:
 
 def parse_options(argv: list[str]) -> argparse.Namespace:
     """``crsnn-train``'s options from ``argv``: the values of the recipe ``--recipe`` names (if
-    any) replace the defaults, so that every explicit option beats the recipe. Adds ``argv`` and
-    ``recipe_values`` (what the recipe set) to the namespace."""
+    any) replace the defaults, so that every explicit option beats the recipe. Adds ``argv``,
+    ``recipe_values`` (what the recipe set) and ``recipe_overridden`` (the recipe's options given
+    explicitly, sorted) to the namespace."""
     parser = build_parser()
     name = requested_recipe(argv)
     values = apply_recipe(parser, name if name in RECIPES else None)
     args = parser.parse_args(argv)
     args.argv, args.recipe_values = list(argv), values
+    args.recipe_overridden = sorted(set(values) & explicit_options(parser, argv))
     return args
 
 

@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Iterator, Protocol
+from typing import TYPE_CHECKING, Iterator, Protocol
 
 import numpy as np
 import torch
 
 from .synthetic import DelayTask
+
+if TYPE_CHECKING:
+    from .data.augment import Augment
 
 
 class DataError(ValueError):
@@ -155,13 +158,12 @@ def parse_synthetic(spec: str) -> tuple[DelayTask, dict]:
 
 
 def load_data(source: str, dt: float = 0.01, max_time: float = 1.0, channel_group: int = 1,
-              valid_fraction: float = 0.1, seed: int = 0, augment_shift: int = 0, augment_mix: float = 0.0,
-              augment_channel_shift: int = 0, augment_stretch: float = 0.0, augment_noise: float = 0.0,
-              augment_tilt: float = 1.0, augment_freq_mask: int = 0,
+              valid_fraction: float = 0.1, seed: int = 0, augment: "Augment | None" = None,
               max_train: int | None = None, progress: bool = False) -> DataBundle:
     """Load ``source`` (see the module docstring) into a :class:`DataBundle` with ``train``,
-    ``valid`` and ``test`` splits. ``max_train``: keep only the first N training samples (quick
-    runs). Raises :class:`DataError` with a one-line message."""
+    ``valid`` and ``test`` splits. ``augment``: a :class:`crsnn.train.data.augment.Augment` for the
+    training split of spike files (None or a disabled one: none). ``max_train``: keep only the
+    first N training samples (quick runs). Raises :class:`DataError` with a one-line message."""
     if source == "synthetic" or source.startswith("synthetic:"):
         task, counts = parse_synthetic(source)
         try:
@@ -174,7 +176,6 @@ def load_data(source: str, dt: float = 0.01, max_time: float = 1.0, channel_grou
         return DataBundle(splits, task.n_channels, task.n_classes, task.n_steps, dt,
                           [f"gap {g}" for g in task.gaps], {"kind": "synthetic", **task.to_dict(), **counts})
     try:
-        from .data.augment import Augment
         from .data.layout import SpikeFileError
         from .data.shd import load_splits
     except ImportError as e:  # the data package is being written elsewhere
@@ -188,10 +189,7 @@ def load_data(source: str, dt: float = 0.01, max_time: float = 1.0, channel_grou
     if missing:
         raise DataError(f"{source}: no {'/'.join(missing)} split found (found {', '.join(subsets) or 'none'}); "
                         "give a directory with train and test files")
-    augment = Augment(max_shift=int(augment_shift), mix_prob=float(augment_mix), channel_shift=int(augment_channel_shift),
-                      stretch=float(augment_stretch), noise=float(augment_noise), tilt=float(augment_tilt),
-                      freq_mask=int(augment_freq_mask))
-    augment = augment if augment.enabled else None
+    augment = augment if augment is not None and augment.enabled else None
     train_sub = subsets["train"]
     if max_train and max_train < len(train_sub):
         train_sub = type(train_sub)(train_sub.data, train_sub.indices[:max_train], train_sub.name)
