@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import signal
 from scipy.io import wavfile
 
@@ -34,6 +36,7 @@ from crsnn.train.data.cochlea import (
     renewal_spikes,
     resample,
     sparse_rates,
+    speech_bounds,
 )
 from crsnn.train.data.encode import find_wavs, sort_names
 from crsnn.train.data.layout import iter_spikes
@@ -391,3 +394,68 @@ def test_label_pattern_that_misses_a_file(tmp_path: Path, capsys: pytest.Capture
     assert main(["encode", str(wavs), "--out", str(tmp_path / "o.h5"), "--label-pattern", LABEL, "--quiet"]) == 2
     err = capsys.readouterr().err
     assert r"--label-pattern '^(\d+)_' does not match the file name 'noise.wav'" in err
+
+
+# -- silence trimming ------------------------------------------------------------------------------
+def _burst(fs: int, lead: float, length: float, tail: float, noise_db: float = -60.0, seed: int = 0) -> np.ndarray:
+    """Noise at ``noise_db`` re. the burst, a 400 Hz burst of ``length`` s after ``lead`` s of it, ``tail`` s after."""
+    rng = np.random.default_rng(seed)
+    n_lead, n_burst, n_tail = (int(round(v * fs)) for v in (lead, length, tail))
+    x = 10 ** (noise_db / 20) * rng.standard_normal(n_lead + n_burst + n_tail)
+    x[n_lead: n_lead + n_burst] += np.sin(2 * np.pi * 400 * np.arange(n_burst) / fs)
+    return x
+
+
+def test_speech_bounds_cut_silence_to_the_margin() -> None:
+    fs = 8000
+    x = _burst(fs, lead=0.25, length=0.3, tail=0.2)
+    start, stop = speech_bounds(x, fs, below_db=20.0, margin=0.02)
+    assert start == int(0.25 * fs) - int(0.02 * fs)  # the burst starts on a frame boundary
+    assert stop == int(0.55 * fs) + int(0.02 * fs)
+    # a quieter onset (a fricative 15 dB down) is kept at 20 dB, dropped at 10 dB
+    y = x.copy()
+    y[int(0.15 * fs): int(0.25 * fs)] += 10 ** (-15 / 20) * np.random.default_rng(1).standard_normal(int(0.1 * fs))
+    assert speech_bounds(y, fs, 20.0, 0.0)[0] == int(0.15 * fs)
+    assert speech_bounds(y, fs, 10.0, 0.0)[0] == int(0.25 * fs)
+
+
+@pytest.mark.parametrize("x", [np.zeros(4000), np.ones(30), np.zeros(0)])
+def test_speech_bounds_keep_silence_and_short_input_whole(x: np.ndarray) -> None:
+    assert speech_bounds(x, 8000) == (0, x.size)
+
+
+@settings(max_examples=60, deadline=None)
+@given(lead=st.integers(0, 40), length=st.integers(1, 40), tail=st.integers(0, 40), margin=st.integers(0, 5),
+       below=st.floats(1.0, 50.0))
+def test_speech_bounds_bracket_the_loud_frames(lead: int, length: int, tail: int, margin: int, below: float) -> None:
+    """In 10-ms frames: the range holds every frame within ``below`` dB of the loudest, widened
+    by the margin and clipped to the recording, and nothing else."""
+    fs = 1000  # 10 samples per frame
+    x = _burst(fs, lead / 100, length / 100, tail / 100, noise_db=-80.0)
+    start, stop = speech_bounds(x, fs, below_db=below, margin=margin / 100)
+    assert 0 <= start < stop <= x.size
+    assert start == max(0, 10 * (lead - margin))
+    assert stop == (x.size if tail == 0 else min(x.size, 10 * (lead + length + margin)))
+
+
+def test_encode_trims_leading_silence(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Two recordings that differ only in their leading silence: the same first spike time
+    after the trim (margin 20 ms), 0.2 s apart without it; the option is in the provenance."""
+    fs = 8000
+    wavs = tmp_path / "wavs"
+    wavs.mkdir()
+    for i, lead in enumerate((0.05, 0.25)):
+        x = _burst(fs, lead, 0.2, 0.05, noise_db=-50.0, seed=3)
+        wavfile.write(wavs / f"0_ann_{i}.wav", fs, (x * 12000).astype(np.int16))
+    onsets = {}
+    for opt in ([], ["--no-trim"]):
+        out = tmp_path / f"o{len(opt)}.h5"
+        assert main(["encode", str(wavs), "--out", str(out), "--label-pattern", LABEL, "--workers", "1", "--quiet",
+                     *opt]) == 0
+        assert json.loads(read_header(out).attrs["crsnn_encode"])["trim_db"] == (None if opt else 20.0)
+        _, times, _ = next(iter_spikes(out))
+        onsets[bool(opt)] = [float(np.percentile(t, 1)) for t in times]
+    trimmed, whole = onsets[False], onsets[True]
+    assert abs(trimmed[0] - trimmed[1]) < 0.005
+    assert abs((whole[1] - whole[0]) - 0.2) < 0.01
+    assert 0.01 < trimmed[0] < 0.06

