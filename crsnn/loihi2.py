@@ -74,6 +74,19 @@ RAW_WEIGHT_MIN, RAW_WEIGHT_MAX = -256, 255  # what Lava clips a mixed-sign matri
 WEIGHT_EXP_MIN, WEIGHT_EXP_MAX = -8, 7
 
 DELAY_MIN, DELAY_MAX = 0, 62  # Lava's models raise above 63; Loihi 2 practice uses <= 62
+#: Per-synapse delay of a feedforward connection (Lava ``DelayDense``/``DelaySparse``, netx's 2-D
+#: ``delay``): same range and meaning as the axonal delays, a spike emitted at step t through a
+#: synapse of delay d reaches the target's input at step t + 1 + d (d = 0 is a plain ``Dense``).
+#: With a negative weight exponent Lava floors the sum of each (target neuron, delay value) group
+#: separately (its activation buffer holds one column per delay value).
+SYNAPSE_DELAY_MIN, SYNAPSE_DELAY_MAX = DELAY_MIN, DELAY_MAX
+
+#: lava-dl netx (0.6.0) stores weights at exponent 0 (``effective * 2**weight_exp`` must be an
+#: integer in [-256, 254]: with 8-bit mixed-sign weights, always so for exponents -1 and 0) and
+#: fixes the bias exponent at 6 (biases are multiples of 64 ``v`` units). QAT with
+#: ``--target netx`` keeps weight exponents in this range and biases at this exponent.
+NETX_WEIGHT_EXP_RANGE = (-1, 0)
+NETX_BIAS_EXP = 6
 
 #: Graded spike payloads carried by a connection: 1..MAX_MESSAGE_BITS bits, unsigned.
 MAX_MESSAGE_BITS = 8

@@ -42,15 +42,34 @@ DATA_HELP = ("test data: an SHD-layout .h5 file (the test set), a folder (its te
 _count = count_or_all  # kept for callers of the old name
 
 
-def _load(nir_path: str, dt: float | None = None):
-    """(integer network, graph metadata) of a NIR file."""
+def _load(nir_path: str, dt: float | None = None, time_unit: str = "seconds"):
+    """(integer network, graph metadata) of a NIR file. ``dt`` and ``time_unit`` matter only for
+    another tool's graph (see :func:`_graph_time_args`); a crsnn graph counts in steps."""
+    from crsnn.export.nir_foreign import is_crsnn_graph
+
     try:
         g = read_graph(nir_path)
-        net = load_nir(g, dt=dt)
+        foreign = not is_crsnn_graph(g)
+        if foreign and time_unit == "seconds" and dt is None:
+            raise CommandError(f"{nir_path}: not a crsnn graph, and its time constants are in seconds: pass "
+                               "--graph-dt SECONDS (the simulation step), or --graph-time-unit steps "
+                               "(or convert it once with crsnn-import)")
+        net = load_nir(g, dt=dt if foreign and time_unit == "seconds" else None)
     except NIRImportError as exc:
         raise CommandError(str(exc)) from None
     meta = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in dict(g.metadata or {}).items()}
+    if foreign and dt is not None:
+        meta.setdefault("dt", dt)  # default data binning: one step of the graph
     return net, meta
+
+
+def _graph_time_args(ap: argparse.ArgumentParser) -> None:
+    g = ap.add_argument_group("another tool's NIR graph (snnTorch, Norse, ...; ignored for crsnn graphs)")
+    g.add_argument("--graph-dt", type=positive_float, default=None,
+                   help="simulation step in seconds; the graph's time constants are divided by it (--dt is the "
+                        "data binning)")
+    g.add_argument("--graph-time-unit", choices=("seconds", "steps"), default="seconds",
+                   help="unit of the graph's time constants")
 
 
 def _binning_args(ap: argparse.ArgumentParser) -> None:
@@ -86,6 +105,7 @@ def run_parser() -> argparse.ArgumentParser:
     ap.add_argument("--json", help="also write the results to this JSON file")
     ap.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     _binning_args(ap)
+    _graph_time_args(ap)
     return ap
 
 
@@ -96,7 +116,7 @@ def _run(args: argparse.Namespace) -> int:
         require_loihi2()
     if args.backend == "sim":
         sim_device(args.device)  # a missing GPU is reported before any work
-    net, meta = _load(args.nir)
+    net, meta = _load(args.nir, args.graph_dt, args.graph_time_unit)
     binning = binning_from_metadata(meta, args.dt, args.max_time, args.channel_group)
     data = load_test_set(args.data, net, binning, args.n)
     out, secs = _progress_runner(net, data.x, args.backend, args.chunk, f"{args.backend}", args.progress,
@@ -121,12 +141,44 @@ def run_main(argv: list[str] | None = None) -> int:
 
 
 # --------------------------------------------------------------------------------- crsnn-verify
-def verify(checkpoint: str, nir_path: str, data_source: str, n: int | None, out_prefix: str, chunk: int = 32,
+BINNING_KEYS = (("dt", "--dt SECONDS", ("metadata.data.dt", "data.dt", "dt")),
+                ("max_time", "--max-time SECONDS", ("metadata.data.max_time", "data.max_time")),
+                ("channel_group", "--channel-group N", ("metadata.data.channel_group", "data.channel_group")))
+
+
+def _required_binning(nir_path: str, meta: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """The binning of a check without a checkpoint: each of dt, max_time and channel_group given or
+    in the graph's metadata (a foreign graph's ``--graph-dt`` counts as its ``dt``); no guessing."""
+    missing = [opt for key, opt, names in BINNING_KEYS
+               if override.get(key) is None and not any(meta.get(k) is not None for k in names)]
+    if missing:
+        raise CommandError(f"{nir_path}: without a checkpoint the data binning must be given or be in the graph's "
+                           f"metadata, which has no {', '.join(m.split()[0][2:] for m in missing)}: pass "
+                           f"{' '.join(missing)}")
+    return binning_from_metadata(meta, **override)
+
+
+def verify(checkpoint: str | None, nir_path: str, data_source: str, n: int | None, out_prefix: str, chunk: int = 32,
            binning_override: dict[str, Any] | None = None, log: Callable[[str], None] = print,
-           progress: bool = True) -> dict[str, Any]:
+           progress: bool = True, graph_dt: float | None = None, graph_time_unit: str = "seconds") -> dict[str, Any]:
     """Float model, integer simulator and Lava on the same ``n`` test samples. Returns the report
     (also written to ``<out_prefix>.json`` with the raster plot ``<out_prefix>.png``, together;
-    both paths are checked before anything runs)."""
+    both paths are checked before anything runs).
+
+    ``checkpoint=None``: the graph alone (a crsnn export, a ``crsnn-import`` output, or another
+    tool's graph with ``graph_dt``/``graph_time_unit``): integer simulator against Lava only (no
+    float model, ``accuracy['float']`` is None); the binning must then be in ``binning_override``
+    or the graph's metadata."""
+    from crsnn.export.netx_writer import is_netx_file
+
+    if is_netx_file(nir_path):  # lava-dl netx file (crsnn-export --format netx): run with netx's loader
+        from crsnn.deploy.netx_verify import verify_netx
+
+        if checkpoint is None:
+            raise CommandError(f"{nir_path}: a netx file is verified against its checkpoint: pass "
+                               "crsnn-verify MODEL.pt OUT.net.h5")
+
+        return verify_netx(checkpoint, nir_path, data_source, n, out_prefix, chunk, binning_override, log, progress)
     import torch
 
     from crsnn.sim.compare import compare_runs
@@ -135,30 +187,37 @@ def verify(checkpoint: str, nir_path: str, data_source: str, n: int | None, out_
     png, js = f"{out_prefix}.png", f"{out_prefix}.json"
     check_writable(js, make_parents=True)
     check_writable(png)
-    try:
-        model, info = load_checkpoint(checkpoint, require_integer=True)
-    except CheckpointError as exc:
-        raise CommandError(str(exc)) from None
-    net, meta = _load(nir_path)
-    if not networks_equal(net, model.to_integer()):
+    model = None
+    if checkpoint is not None:
+        try:
+            model, info = load_checkpoint(checkpoint, require_integer=True)
+        except CheckpointError as exc:
+            raise CommandError(str(exc)) from None
+    net, meta = _load(nir_path, graph_dt, graph_time_unit)
+    if model is not None and not networks_equal(net, model.to_integer()):
         raise CommandError(f"{nir_path} is not the integer network of {checkpoint} (re-export it with crsnn-export)")
-    binning = binning_from_metadata(meta, **(binning_override or {}))
+    if model is None:
+        binning = _required_binning(nir_path, meta, binning_override or {})
+    else:
+        binning = binning_from_metadata(meta, **(binning_override or {}))
     try:
         data = load_test_set(data_source, net, binning, n)
     except EvalDataError as exc:
         raise CommandError(str(exc)) from None
     n = len(data.y)
-    with torch.no_grad():
-        v_float = model.forward_float(torch.from_numpy(data.x)).double()
-        float_pred = model.logits(v_float).argmax(dim=1).numpy()
+    float_pred = None
+    if model is not None:
+        with torch.no_grad():
+            v_float = model.forward_float(torch.from_numpy(data.x)).double()
+            float_pred = model.logits(v_float).argmax(dim=1).numpy()
     integer, t_int = _progress_runner(net, data.x, "sim", chunk, "integer simulator", progress)
     lava, t_lava = _progress_runner(net, data.x, "lava-cpu", chunk, "Lava (Loihi2SimCfg)", progress)
     mm = compare_runs(integer.hidden_spikes, integer.readout_v, lava.hidden_spikes, lava.readout_v)
-    acc = {"float": float((float_pred == data.y).mean()),
+    acc = {"float": None if float_pred is None else float((float_pred == data.y).mean()),
            "integer": float((predict(integer.readout_v, meta) == data.y).mean()),
            "lava": float((predict(lava.readout_v, meta) == data.y).mean())}
     report = {
-        "checkpoint": str(checkpoint), "nir": str(nir_path), "data": str(data_source), "samples": n,
+        "checkpoint": None if checkpoint is None else str(checkpoint), "nir": str(nir_path), "data": str(data_source), "samples": n,
         "binning": binning, "steps": int(data.x.shape[1]),
         "mismatching_spikes_per_layer": mm.spikes_per_layer, "mismatching_spikes": mm.spikes,
         "mismatching_readout_values": mm.readout_values, "first_mismatch": mm.first,
@@ -184,9 +243,15 @@ def verify(checkpoint: str, nir_path: str, data_source: str, n: int | None, out_
 def verify_parser() -> argparse.ArgumentParser:
     ap = CommandParser(prog="crsnn-verify",
                                  description="Check that the exported network running on Lava is the trained "
-                                             "network: float model vs integer simulator vs Lava.")
-    ap.add_argument("checkpoint", help="model.pt from crsnn-train")
-    ap.add_argument("nir", help="out.nir from crsnn-export")
+                                             "network: float model vs integer simulator vs Lava. With the NIR "
+                                             "file alone (a crsnn-import output, or another tool's graph with "
+                                             "--graph-dt): integer simulator vs Lava, every spike and readout "
+                                             "value; the binning then comes from --dt/--max-time/--channel-group "
+                                             "or the graph's metadata.")
+    ap.add_argument("checkpoint", nargs="?", default=None,
+                    help="model.pt from crsnn-train (optional: without it there is no float model to compare)")
+    ap.add_argument("nir", help="out.nir from crsnn-export (or out.net.h5 from crsnn-export --format netx), or "
+                                "any NIR graph when no checkpoint is given")
     ap.add_argument("--data", required=True, help=DATA_HELP)
     ap.add_argument("-n", type=count_or_all, default=64, help="test samples, or 'all'")
     ap.add_argument("--out", default=None, help="prefix of the PNG/JSON report (default: next to the NIR file, "
@@ -194,6 +259,7 @@ def verify_parser() -> argparse.ArgumentParser:
     ap.add_argument("--chunk", type=positive_int, default=32, help="samples side by side per Lava run")
     ap.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     _binning_args(ap)
+    _graph_time_args(ap)
     return ap
 
 
@@ -201,16 +267,18 @@ def _verify(args: argparse.Namespace) -> int:
     out = args.out or str(Path(args.nir).with_suffix("")) + "_verify"
     override = {k: v for k, v in (("dt", args.dt), ("max_time", args.max_time), ("channel_group", args.channel_group))
                 if v is not None}
-    rep = verify(args.checkpoint, args.nir, args.data, args.n, out, args.chunk, override, progress=args.progress)
+    rep = verify(args.checkpoint, args.nir, args.data, args.n, out, args.chunk, override, progress=args.progress,
+                 graph_dt=args.graph_dt, graph_time_unit=args.graph_time_unit)
     a = rep["accuracy"]
+    fl = "" if a["float"] is None else f"float {100 * a['float']:.2f}% "
     print(f"lava-vs-integer: {rep['mismatching_spikes']} mismatching spikes, {rep['mismatching_readout_values']} "
-          f"mismatching readout values over {rep['samples']} samples; accuracy float {100 * a['float']:.2f}% "
+          f"mismatching readout values over {rep['samples']} samples; accuracy {fl}"
           f"integer {100 * a['integer']:.2f}% lava {100 * a['lava']:.2f}%")
     return 0 if rep["mismatching_spikes"] == 0 and rep["mismatching_readout_values"] == 0 else 1
 
 
 def verify_main(argv: list[str] | None = None) -> int:
-    args = verify_parser().parse_args(argv)
+    args = verify_parser().parse_intermixed_args(argv)  # [checkpoint] nir, options anywhere
     return run_command("crsnn-verify", lambda: _verify(args), USER_ERRORS, FAILURES)
 
 
@@ -224,13 +292,14 @@ def report_parser() -> argparse.ArgumentParser:
     ap.add_argument("-n", type=count_or_all, default=64, help="samples for --data, or 'all'")
     ap.add_argument("--json", help="also write the report to this JSON file")
     _binning_args(ap)
+    _graph_time_args(ap)
     return ap
 
 
 def _report(args: argparse.Namespace) -> int:
     if args.json:
         check_writable(args.json)
-    net, meta = _load(args.nir)
+    net, meta = _load(args.nir, args.graph_dt, args.graph_time_unit)
     spikes = x = None
     if args.data:
         data = load_test_set(args.data, net, binning_from_metadata(meta, args.dt, args.max_time, args.channel_group),

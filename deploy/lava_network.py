@@ -14,6 +14,8 @@ Process graph (per hidden layer ``l``; B samples run side by side, see below)::
 - Feedforward connections are ``Dense`` (one sample) or ``Sparse`` with a block-diagonal matrix
   (B samples side by side: B independent copies of the network inside the same processes, which
   amortises Lava's per-step, per-process overhead; copies share no synapse, so no spike changes).
+  A connection with per-synapse delays is a ``DelayDense`` (one sample) or a block-diagonal
+  ``DelaySparse`` (several).
 - A recurrence is a ``DelaySparse`` (:class:`~crsnn.deploy.lava_procs.CachedDelaySparse`: the
   same model with its per-step delay-split matrix built once) whose weights are the banded conv matrix (or the dense DelRec
   matrix) and whose per-synapse delay is the presynaptic neuron's axonal delay.
@@ -64,17 +66,44 @@ def _lava_sign_mode(conn):
     return {} if conn.sign_mode is None else {"sign_mode": SignMode(int(conn.sign_mode))}
 
 
-def _ff_process(conn: Connection, copies: int, num_message_bits: int):
-    """Dense (one copy) or block-diagonal Sparse (several copies) feedforward connection."""
+def _ff_process(conn: Connection, copies: int, num_message_bits: int, hardware: bool = False):
+    """Dense (one copy) or block-diagonal Sparse (several copies) feedforward connection; with
+    per-synapse delays DelayDense (one copy) or block-diagonal DelaySparse (several copies)."""
     from lava.proc.dense.process import Dense
     from lava.proc.sparse.process import Sparse
 
     kw = dict(weight_exp=conn.weight_exp, num_weight_bits=conn.num_weight_bits,
               num_message_bits=num_message_bits, **_lava_sign_mode(conn))
+    if conn.delays is not None:
+        return _delayed_ff_process(conn, copies, kw, hardware)
     if copies == 1:
         return Dense(weights=conn.weights.astype(np.int32), **kw)
     w = _block_diag(conn.weights.astype(np.int32), copies)
     return Sparse(weights=w, **kw)
+
+
+def _delayed_ff_process(conn: Connection, copies: int, kw: dict, hardware: bool):
+    """Per-synapse delays: Lava's ``DelayDense`` for one copy (delay 0 = a plain ``Dense``: a spike
+    at step t arrives at t + 1 + d), block-diagonal ``DelaySparse`` for several (our cached CPU
+    model off hardware). ``max_delay`` is the largest delay, as Lava infers it."""
+    from lava.proc.dense.process import DelayDense
+
+    if hardware:
+        from lava.proc.sparse.process import DelaySparse
+    else:
+        from crsnn.deploy.lava_procs import CachedDelaySparse as DelaySparse
+
+    max_delay = int(conn.delays.max()) if conn.delays.size else 0
+    if copies == 1:
+        return DelayDense(weights=conn.weights.astype(np.int32), delays=conn.delays.astype(int),
+                          max_delay=max_delay, **kw)
+    w = sp.csr_matrix(conn.weights.astype(np.int32))
+    w.eliminate_zeros()
+    w.sort_indices()
+    r, c = w.nonzero()
+    d = sp.csr_matrix((conn.delays[r, c].astype(np.int64), (r, c)), shape=w.shape)
+    w_b, d_b = _block_diag(w.toarray(), copies), _block_diag(d.toarray(), copies).astype(np.int64)
+    return DelaySparse(weights=w_b, delays=d_b, max_delay=max_delay, **kw)
 
 
 def _rec_process(layer: Layer, copies: int, hardware: bool = False):
@@ -187,7 +216,7 @@ def _run_on_loihi2(net: IntegerNetwork, x: np.ndarray) -> LavaResult:  # pragma:
         lif = LIF(shape=(nrn.n * batch,), du=int(nrn.du), dv=int(nrn.dv), vth=int(nrn.vth),
                   bias_mant=np.tile(nrn.bias_mant, batch).astype(np.int32),
                   bias_exp=np.tile(nrn.bias_exp, batch).astype(np.int32))
-        ff = _ff_process(layer.ff, batch, msg_bits)
+        ff = _ff_process(layer.ff, batch, msg_bits, hardware=True)
         prev_out.connect(ff.s_in)
         ff.a_out.connect(lif.a_in)
         if layer.rec is not None:

@@ -78,7 +78,7 @@ def network_report(net: IntegerNetwork, hidden_spikes: list[np.ndarray] | None =
         fan_in = int((np.count_nonzero(ff_eff, axis=1) + (np.count_nonzero(rec_eff, axis=1) if rec is not None else 0)).max())
         wbits = max(layer.ff.num_weight_bits, rec.num_weight_bits if rec is not None else 0)
         sparse_ff = ff_nnz < 0.5 * ff_eff.size
-        bits = _bits(ff_nnz, layer.ff.num_weight_bits, False, sparse_ff, limits)
+        bits = _bits(ff_nnz, layer.ff.num_weight_bits, layer.ff.delays is not None, sparse_ff, limits)
         if rec is not None:
             bits += _bits(rec_nnz, rec.num_weight_bits, True, rec.is_conv, limits)
         cores = max(math.ceil(layer.n / limits.neurons_per_core), math.ceil(bits / limits.synapse_memory_bits_per_core), 1)

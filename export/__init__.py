@@ -12,6 +12,10 @@ A crsnn graph fixes all three:
   ``Linear``) delivers one step later: a spike emitted at step t is integrated at step t + 1. A
   ``Delay`` node adds its value: a recurrent spike of neuron j reaches the layer at t + 1 + d_j.
   ``Delay`` values are integers (int64 arrays), 0..62 (Loihi 2's axonal delay range).
+- **Per-synapse feedforward delays** (``dcls`` networks: input j reaches neuron i at
+  t + 1 + d_ij) are one branch per distinct delay value d from the source to the neuron,
+  ``[Delay(d)] -> Affine/Linear(W_d)``, summed at the neuron; weight nodes carry
+  ``synaptic_delay`` = d in their metadata (see :mod:`crsnn.export.nir_synaptic_delays`).
 - **Shapes.** Every signal is one channel of N neurons, shape ``(1, N)`` (``Conv1d`` is
   channels-first, and NIR has no node that reshapes ``(N,)`` into ``(1, N)``): ``Input``/``Output``
   types are ``[1, N]``, ``Affine``/``Linear`` weights ``(1, N_out, N_in)``, neuron parameters
@@ -39,5 +43,6 @@ A crsnn graph fixes all three:
   integer weights are recovered exactly as ``W / 2**weight_exp``.
 
 Node names: ``input``, ``affine_<l>``, ``lif_<l>`` (or ``if_``/``cubalif_``), ``delay_<l>``,
-``conv_<l>`` (CRSNN) or ``linear_<l>`` (DelRec), ``affine_readout``, ``readout``, ``output``.
+``conv_<l>`` (CRSNN) or ``linear_<l>`` (DelRec), ``affine_readout``, ``readout``, ``output``;
+per-synapse delay branches ``sdelay_<l>_<d>`` and ``slinear_<l>_<d>``.
 """

@@ -1,4 +1,5 @@
-"""``crsnn-export model.pt out.nir [--dt SECONDS] [--check]``: checkpoint -> NIR file.
+"""``crsnn-export model.pt out.nir [--dt SECONDS] [--check]``: checkpoint -> NIR file
+(``--format netx``: lava-dl's netx HDF5, :mod:`crsnn.export.netx_cli`).
 
 Writes the checkpoint's integer network (``model.to_integer()``, the arithmetic QAT trained) as a
 NIR graph in the ``crsnn-nir/1`` convention (see :mod:`crsnn.export`), atomically, and prints a
@@ -64,13 +65,16 @@ def integer_network_of(checkpoint: str | Path) -> tuple[Any, dict[str, Any], Int
     return model, info, net
 
 
-def check_export(model: Any, nir_path: Path, n_samples: int = 4, steps: int = 80, seed: int = 0) -> tuple[int, int, int]:
-    """Re-read ``nir_path`` and compare its integer simulation with the checkpoint's integer mode
-    (the model's own quantization-aware forward pass in torch, ``qat_readout_int``) on random
-    inputs. Returns (spike slots compared, mismatching spikes, mismatching readout values)."""
+def check_export(model: Any, nir_path: Path, n_samples: int = 4, steps: int = 80, seed: int = 0,
+                 loader: Any = load_nir) -> tuple[int, int, int]:
+    """Re-read ``nir_path`` (with ``loader``: a NIR file, or a netx file with
+    :func:`crsnn.export.netx_writer.read_netx`) and compare its integer simulation with the
+    checkpoint's integer mode (the model's own quantization-aware forward pass in torch,
+    ``qat_readout_int``) on random inputs. Returns (spike slots compared, mismatching spikes,
+    mismatching readout values)."""
     import torch
 
-    net = load_nir(nir_path)
+    net = loader(nir_path)
     rng = np.random.default_rng(seed)
     active = rng.random((n_samples, steps, net.n_in)) < 0.1
     x = (active * rng.integers(1, net.max_input() + 1, (n_samples, steps, net.n_in))).astype(np.int64)
@@ -90,10 +94,23 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--dt", type=positive_float, default=None, help="time step in seconds (default: the checkpoint's)")
     ap.add_argument("--check", action="store_true", help="re-read the file and verify it spike for spike")
     ap.add_argument("--check-samples", type=positive_int, default=4, help="random inputs used by --check")
+    ap.add_argument("--format", choices=("nir", "netx"), default="nir",
+                    help="nir (crsnn-nir/1), or netx: lava-dl's HDF5 for feedforward networks "
+                         "(crsnn.export.netx_writer)")
+    ap.add_argument("--portable", action="store_true",
+                    help="write plain NIR other tools open ((N,) shapes, 2-D weights, the conv recurrence as its "
+                         "Linear matrix, time in seconds; crsnn.export.portable) instead of crsnn-nir/1")
     return ap
 
 
 def _export(args: argparse.Namespace) -> int:
+    if args.format == "netx":
+        from crsnn.export.netx_cli import export_netx
+
+        return export_netx(args)
+    if args.portable and args.check:
+        raise ExportError("--check verifies crsnn-nir/1 files spike for spike; a --portable graph is re-read "
+                          "approximately (crsnn-import)")
     check_writable(args.out)
     model, info, net = integer_network_of(args.checkpoint)
     dt = args.dt if args.dt is not None else info.get("dt")
@@ -104,7 +121,12 @@ def _export(args: argparse.Namespace) -> int:
     meta = _scalar_metadata({k: v for k, v in info.items() if k not in ("path", "history")})
     meta["dt"] = float(dt)
     try:
-        graph = to_nir(net, dt=float(dt), metadata=meta)
+        if args.portable:
+            from crsnn.export.portable import to_portable_nir
+
+            graph = to_portable_nir(net, dt=float(dt), metadata=meta)
+        else:
+            graph = to_nir(net, dt=float(dt), metadata=meta)
     except (ValueError, NetworkValidationError) as exc:
         raise ExportError(f"{args.checkpoint}: {exc}".replace("\n", " ")) from None
     path = write_nir_atomic(graph, args.out)

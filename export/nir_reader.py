@@ -27,6 +27,8 @@ import nir
 import numpy as np
 
 from crsnn import loihi2 as L2
+from crsnn.export.nir_synaptic_delays import BranchError, collapse_branches
+from crsnn.export.nir_synaptic_delays import delays_of as synaptic_delays_of
 from crsnn.export.nir_writer import EVEN_KERNEL, FORMAT
 from crsnn.models.integer import (Connection, IntegerNetwork, Layer, LIFParams, NetworkValidationError,
                                   Recurrence)
@@ -64,8 +66,10 @@ def read_graph(source: str | os.PathLike | nir.NIRGraph) -> nir.NIRGraph:
         raise NIRImportError(f"{path}: no such file")
     try:
         return nir.read(str(path))
-    except Exception as exc:  # noqa: BLE001 - h5py/nir raise many types
-        raise NIRImportError(f"{path}: not a readable NIR file ({type(exc).__name__}: {exc})") from None
+    except Exception:  # noqa: BLE001 - other tools' files often fail NIR's type check: read without it
+        from crsnn.export.nir_foreign import read_tolerant
+
+        return read_tolerant(path)
 
 
 @dataclass
@@ -212,7 +216,8 @@ def _exact_population(g, pop: _Population, n_prev: int, readout: bool) -> Layer:
 
     wname, wnode = _weight_node(g, pop.ff_path)
     kw = conn_kw(wname, wnode)
-    ff = Connection(_ints(wname, _matrix(wname, wnode, nrn.n, n_prev), kw["weight_exp"]), **kw)
+    ff = Connection(_ints(wname, _matrix(wname, wnode, nrn.n, n_prev), kw["weight_exp"]),
+                    delays=synaptic_delays_of(wnode, (nrn.n, n_prev)), **kw)
     rec = None
     if pop.rec_path:
         rname, rnode = _weight_node(g, pop.rec_path)
@@ -304,7 +309,10 @@ def _approx_population(g, pop: _Population, n_prev: int, readout: bool, dt: floa
     n = f["n"]
     wname, wnode = _weight_node(g, pop.ff_path)
     w_ff = _matrix(wname, wnode, n, n_prev) * f["gain"][:, None]
-    b = f["bias"] + (f["gain"] * _flat(wnode.bias) if isinstance(wnode, nir.Affine) else 0.0)
+    # NIR passes an Affine bias through the synaptic filter of a CubaLIF: in steady state it adds
+    # gain / (1 - alpha) per step to v (Loihi's bias enters v directly; alpha = 0 for LIF/IF).
+    b_syn = f["gain"] / (1.0 - f["alpha"]) if f["alpha"] < 1.0 else f["gain"]
+    b = f["bias"] + (b_syn * _flat(wnode.bias) if isinstance(wnode, nir.Affine) else 0.0)
     w_rec = None
     if pop.rec_path:
         rname, rnode = _weight_node(g, pop.rec_path)
@@ -326,13 +334,16 @@ def _approx_population(g, pop: _Population, n_prev: int, readout: bool, dt: floa
             raise NIRImportError(f"node '{pop.name}': a conv recurrence needs one threshold for all neurons")
         rec_scale = w_rec[1] * (c[0] if w_rec[0] == "conv" else c[:, None])
     max_ff = float(np.max(np.abs(w_ff))) if w_ff.size else 0.0
+    # the scale s must also keep the largest bias within the 13-bit mantissa << 7
+    max_b = float(np.max(np.abs(b))) if np.size(b) else 0.0
+    s_cap = L2.BIAS_MANT_MAX * 2**L2.BIAS_EXP_MAX / (2**L2.ACT_SHIFT * max_b) if max_b > 0 else np.inf
     if readout and f["thr"] is None:
         vth, e_ff = L2.VTH_MAX, 0
-        s = 254.0 / max_ff if max_ff > 0 else 1.0  # full weight resolution; threshold never reached
+        s = min(254.0 / max_ff, s_cap) if max_ff > 0 else 1.0  # full weight resolution; threshold never reached
     else:
         # largest exponent (finest threshold resolution) with vth = s <= VTH_MAX, s = 254 * 2**e / max_ff
         e_ff = L2.WEIGHT_EXP_MAX
-        while e_ff > L2.WEIGHT_EXP_MIN and max_ff > 0 and 254.0 * 2**e_ff / max_ff > L2.VTH_MAX:
+        while e_ff > L2.WEIGHT_EXP_MIN and max_ff > 0 and 254.0 * 2**e_ff / max_ff > min(L2.VTH_MAX, s_cap):
             e_ff -= 1
         s = 254.0 * 2**e_ff / max_ff if max_ff > 0 else 1.0
         vth = int(np.clip(np.rint(s), 1, L2.VTH_MAX))
@@ -364,9 +375,18 @@ def load_nir(source: str | os.PathLike | nir.NIRGraph, dt: float | None = None) 
     fmt = meta.get("format")
     fmt = fmt.decode() if isinstance(fmt, bytes) else fmt
     exact = fmt == FORMAT
+    if not exact:  # other tools' graphs: flattened, plain shapes, time constants in steps
+        from crsnn.export.nir_foreign import normalize_foreign
+
+        g = normalize_foreign(g, dt)
+    if exact:  # per-synapse delay branches -> one Affine each (crsnn.export.nir_synaptic_delays)
+        try:
+            g = collapse_branches(g)
+        except BranchError as exc:
+            raise NIRImportError(str(exc)) from None
     pops, n_in = _structure(g)
     layers, n_prev = [], n_in
-    step = 1.0 if exact or dt is None else float(dt)  # crsnn graphs: time constants in steps
+    step = 1.0  # crsnn graphs and normalized foreign graphs count time in steps
     for i, pop in enumerate(pops):
         readout = i == len(pops) - 1
         layer = _exact_population(g, pop, n_prev, readout) if exact else _approx_population(g, pop, n_prev, readout, step)

@@ -82,10 +82,15 @@ def to_nir(net: IntegerNetwork, dt: float, metadata: dict[str, Any] | None = Non
         name = "readout" if readout else f"{kind}_{li}"
         ff = layer.ff
         bias = layer.neuron.bias().astype(np.float64) / (2**L2.ACT_SHIFT)
-        nodes[f"affine_{tag}"] = nir.Affine(weight=_float_weights(ff.effective(), ff.weight_exp)[None],
-                                            bias=bias[None], metadata=_weight_meta(ff))
+        if ff.delays is not None:  # per-synapse delays: one Delay + Linear branch per delay value
+            from crsnn.export.nir_synaptic_delays import write_branches
+
+            write_branches(nodes, edges, prev, name, tag, ff, bias, _weight_meta(ff))
+        else:
+            nodes[f"affine_{tag}"] = nir.Affine(weight=_float_weights(ff.effective(), ff.weight_exp)[None],
+                                                bias=bias[None], metadata=_weight_meta(ff))
+            edges += [(prev, f"affine_{tag}"), (f"affine_{tag}", name)]
         nodes[name] = node
-        edges += [(prev, f"affine_{tag}"), (f"affine_{tag}", name)]
         rec = layer.rec
         if rec is not None:
             nodes[f"delay_{li}"] = nir.Delay(delay=rec.delays.astype(np.int64)[None])

@@ -4,8 +4,9 @@ A network is ``input -> hidden layer 1 -> ... -> hidden layer L -> readout``:
 
 - the input is a vector of ``n_in`` channels per time step, either binary spikes
   (``input_message_bits = 0``) or graded payloads ``0 .. 2**input_message_bits - 1``;
-- every layer is a feedforward :class:`Connection` (dense integer weights, weight exponent) into a
-  population of Loihi CUBA LIF neurons (:class:`LIFParams`);
+- every layer is a feedforward :class:`Connection` (dense integer weights, weight exponent and,
+  optionally, one integer delay per synapse: DCLS-style networks) into a population of Loihi CUBA
+  LIF neurons (:class:`LIFParams`);
 - a hidden layer may have a :class:`Recurrence`: each neuron's spike is delayed by its own integer
   axonal delay ``d_j`` (time steps) and then reaches the layer's own neurons through either a 1-D
   convolution over the neuron axis (one shared kernel, "same" padding: CRSNN) or a dense N x N
@@ -47,12 +48,17 @@ class Connection:
         :func:`crsnn.loihi2.effective_weights`).
     weight_exp: the sum of effective weights is shifted by this many bits (signed).
     num_weight_bits: 1..8. sign_mode: None = inferred from the matrix, exactly like Lava.
+    delays: None (every synapse has latency 1 step, Lava ``Dense``), or (n_out, n_in) integers
+        0..62 (time steps): input j emitted at step t reaches neuron i at step
+        t + 1 + delays[i, j] (Lava ``DelayDense``). With a negative ``weight_exp`` the sum of each
+        (neuron, delay value) group is floored on its own, like Lava.
     """
 
     weights: np.ndarray
     weight_exp: int = 0
     num_weight_bits: int = L2.WEIGHT_BITS
     sign_mode: L2.SignMode | None = None
+    delays: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.weights = _int_array(self.weights, "weights")
@@ -60,6 +66,20 @@ class Connection:
         self.num_weight_bits = int(self.num_weight_bits)
         if self.sign_mode is not None:
             self.sign_mode = L2.SignMode(self.sign_mode)
+        if self.delays is not None:
+            self.delays = _int_array(self.delays, "synaptic delays")
+
+    @property
+    def has_delays(self) -> bool:
+        """Whether the connection has per-synapse delays (some may be 0)."""
+        return self.delays is not None
+
+    def delay_groups(self) -> list[tuple[int, np.ndarray]]:
+        """``[(d, mask)]``: each distinct delay value (time steps) with the boolean (n_out, n_in)
+        mask of its synapses, ascending; ``[(0, all)]`` without delays."""
+        if self.delays is None:
+            return [(0, np.ones(self.weights.shape, dtype=bool))]
+        return [(int(d), self.delays == d) for d in np.unique(self.delays)]
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -248,6 +268,16 @@ class IntegerNetwork:
                 ):
                     errors.append(f"{where}: recurrence is sized for {conn.n} neurons, layer has {nrn.n}")
                     continue
+                if isinstance(conn, Connection) and conn.delays is not None:
+                    d = conn.delays
+                    if d.shape != conn.shape:
+                        errors.append(f"{where}: {conn_name} delays have shape {d.shape}, expected {conn.shape} "
+                                      "(one per synapse: (n_out, n_in))")
+                    elif d.size and (d.min() < L2.SYNAPSE_DELAY_MIN or d.max() > L2.SYNAPSE_DELAY_MAX):
+                        i, j = np.argwhere((d < L2.SYNAPSE_DELAY_MIN) | (d > L2.SYNAPSE_DELAY_MAX))[0]
+                        bad(where, f"{conn_name} delay of synapse ({i}, {j})", int(d[i, j]),
+                            f"[{L2.SYNAPSE_DELAY_MIN}, {L2.SYNAPSE_DELAY_MAX}] steps",
+                            "clamp the synaptic delays during training (Loihi 2's delay range)")
                 acc = L2.max_abs_accumulation(conn.effective(), payload) if raw.size else 0
                 if acc >= 2**31:
                     bad(where, f"{conn_name} worst-case accumulation", acc, "[0, 2**31)",

@@ -25,7 +25,7 @@ from torch import nn
 
 from crsnn import loihi2 as L2
 
-from .quant import QuantBias, QuantWeights, floor_shift_ste, quantize_bias, quantize_leak, quantize_weights
+from .quant import QuantBias, QuantWeights, quant_matmul, quantize_bias, quantize_leak, quantize_weights
 from .recurrent import LoopSpec, integer_delays, lif_loop
 from .surrogate import Surrogate
 
@@ -39,9 +39,12 @@ def shift_time(x: torch.Tensor) -> torch.Tensor:
 
 
 def dropout_mask(like: torch.Tensor, p: float) -> torch.Tensor:
-    """Inverted-dropout multiplier: 0 with probability p, else 1 / (1 - p)."""
+    """Inverted-dropout multiplier of ``like``'s shape, float32: 0 with probability p, else the
+    float32 value of 1 / (1 - p) (what the mask always held; a float64 tensor multiplied by it is
+    promoted exactly, without a float64 copy of the mask). The same draws and values as
+    ``where(rand_like(like.float()) < 1 - p, 1 / (1 - p), 0)``, thresholded and scaled in place."""
     keep = 1.0 - float(p)
-    return torch.where(torch.rand_like(like) < keep, 1.0 / keep, 0.0).to(like.dtype)
+    return torch.rand(like.shape, dtype=torch.float32, device=like.device).lt_(keep).mul_(1.0 / keep)
 
 
 def leak_from_tau(tau: float) -> float:
@@ -67,6 +70,7 @@ class HiddenLayer(nn.Module):
             raise ValueError(f"recurrence must be None, 'conv' or 'dense', got {recurrence!r}")
         self.n_in, self.n, self.recurrence, self.kernel_size = int(n_in), int(n), recurrence, int(kernel)
         self.vth = int(vth)
+        self.target = "loihi2"  # quantization profile: "loihi2", or "netx" (see quant_limits)
         if not 1 <= self.vth <= L2.VTH_MAX:
             raise ValueError(f"vth must be in 1..{L2.VTH_MAX}, got {vth}")
         bound = 1.0 / math.sqrt(n_in)
@@ -119,7 +123,7 @@ class HiddenLayer(nn.Module):
     def forward_float(self, x: torch.Tensor, sigma: float, surrogate: Surrogate,
                       rec_dropout: float = 0.0) -> torch.Tensor:
         """x: (T, n_in, B) float -> spikes (T, n, B)."""
-        h = torch.matmul(self.weight, shift_time(x))
+        h = self.feedforward_float(x, sigma)
         if self.batchnorm:
             if self.training:
                 hv = h[1:] if h.shape[0] > 1 else h
@@ -149,6 +153,17 @@ class HiddenLayer(nn.Module):
                         delays=self.delays if self.recurrence else None, mask=mask)
         return s
 
+    def feedforward_float(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
+        """The feedforward input before BatchNorm: ``W x[t - 1]``, (T, n_in, B) -> (T, n, B)
+        (``sigma``: the delay spread, used by subclasses with synaptic delays)."""
+        return torch.matmul(self.weight, shift_time(x))
+
+    def feedforward_qat(self, q: dict, x: torch.Tensor) -> torch.Tensor:
+        """The integer feedforward input ``shift(W_int x[t - 1], exp)`` of :meth:`quantized`'s
+        ``q``: (T, n_in, B) float64 integers -> (T, n, B) float64 integers (STE graph)."""
+        ff: QuantWeights = q["ff"]
+        return quant_matmul(ff.w_int, x, ff.exp)
+
     def _rec_mask(self, a: torch.Tensor, p: float) -> torch.Tensor | None:
         if self.recurrence is None or not self.training or p <= 0:
             return None
@@ -162,8 +177,9 @@ class HiddenLayer(nn.Module):
         w, b = self.folded()
         vpu = self.v_per_unit
         beta_q, dv = quantize_leak(self.beta)
-        out = {"ff": quantize_weights(w, vpu), "bias": quantize_bias(b * vpu), "beta_q": beta_q, "dv": dv,
-               "rec": None, "delays": None}
+        lim = quant_limits(self.target)
+        out = {"ff": quantize_weights(w, vpu, lim["min_exp"], lim["max_exp"]),
+               "bias": quantize_bias(b * vpu, lim["bias_exp"]), "beta_q": beta_q, "dv": dv, "rec": None, "delays": None}
         rp = self.rec_param()
         if rp is not None:
             # exponent >= 0: with a negative exponent Lava floors each delay group's sum separately
@@ -175,8 +191,7 @@ class HiddenLayer(nn.Module):
                     q: dict | None = None) -> torch.Tensor:
         """x: (T, n_in, B) float64 integers (spikes / graded input) -> spikes (T, n, B) float64."""
         q = q or self.quantized()
-        ff: QuantWeights = q["ff"]
-        a = floor_shift_ste(torch.matmul(ff.w_int, shift_time(x)), ff.exp)
+        a = self.feedforward_qat(q, x)
         rec: QuantWeights | None = q["rec"]
         k_eff = rec.w_int * (2.0**rec.exp) if rec is not None else None
         spec = LoopSpec(integer=True, theta=float(self.v_per_unit), a_scale=float(2**L2.ACT_SHIFT),
@@ -201,6 +216,7 @@ class Readout(nn.Module):
         super().__init__()
         self.n_in, self.n = int(n_in), int(n_out)
         self.scale = int(scale)
+        self.target = "loihi2"  # quantization profile (see quant_limits)
         bound = 1.0 / math.sqrt(n_in)
         self.weight = nn.Parameter(torch.empty(n_out, n_in).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.zeros(n_out))
@@ -214,18 +230,35 @@ class Readout(nn.Module):
 
     def quantized(self) -> dict:
         beta_q, dv = quantize_leak(self.beta)
-        return {"ff": quantize_weights(self.weight, self.scale),
-                "bias": quantize_bias(self.bias.to(torch.float64) * self.scale), "beta_q": beta_q, "dv": dv}
+        lim = quant_limits(self.target)
+        return {"ff": quantize_weights(self.weight, self.scale, lim["min_exp"], lim["max_exp"]),
+                "bias": quantize_bias(self.bias.to(torch.float64) * self.scale, lim["bias_exp"]), "beta_q": beta_q,
+                "dv": dv}
 
     def forward_qat(self, x: torch.Tensor, q: dict | None = None) -> torch.Tensor:
         """x: (T, n_in, B) float64 spikes -> integer voltage (T, n_out, B) in ``v`` units (float64)."""
         q = q or self.quantized()
         ff: QuantWeights = q["ff"]
-        a = floor_shift_ste(torch.matmul(ff.w_int, shift_time(x)), ff.exp)
+        a = quant_matmul(ff.w_int, x, ff.exp)
         spec = LoopSpec(integer=True, theta=float(L2.scaled_threshold(L2.VTH_MAX)),
                         a_scale=float(2**L2.ACT_SHIFT), dv=q["dv"])
         _, v = lif_loop(a, q["bias"].value, q["beta_q"], spec)
         return v
+
+
+TARGETS = ("loihi2", "netx")
+
+
+def quant_limits(target: str) -> dict:
+    """Feedforward weight-exponent range and bias exponent (None: chosen per layer) of a
+    quantization profile: ``loihi2`` (everything Loihi 2 allows) or ``netx`` (what lava-dl's netx
+    format can carry: :data:`crsnn.loihi2.NETX_WEIGHT_EXP_RANGE`, :data:`crsnn.loihi2.NETX_BIAS_EXP`)."""
+    if target == "netx":
+        lo, hi = L2.NETX_WEIGHT_EXP_RANGE
+        return {"min_exp": lo, "max_exp": hi, "bias_exp": L2.NETX_BIAS_EXP}
+    if target == "loihi2":
+        return {"min_exp": L2.WEIGHT_EXP_MIN, "max_exp": L2.WEIGHT_EXP_MAX, "bias_exp": None}
+    raise ValueError(f"quantization target must be one of {TARGETS}, got {target!r}")
 
 
 def init_delays(n: int, spec: tuple | list) -> torch.Tensor:

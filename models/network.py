@@ -27,10 +27,10 @@ from torch import nn
 from crsnn import loihi2 as L2
 from crsnn.models.integer import Connection, IntegerNetwork, Layer, LIFParams, Recurrence
 
-from .layers import HiddenLayer, Readout, dropout_mask, leak_from_tau, to_numpy_int
+from .layers import TARGETS, HiddenLayer, Readout, dropout_mask, leak_from_tau, to_numpy_int
 from .surrogate import Surrogate
 
-MODELS = ("crsnn", "delrec", "ff")
+MODELS = ("crsnn", "delrec", "ff", "dcls")
 LOSSES = ("sum_softmax", "mean", "max")
 
 
@@ -38,14 +38,21 @@ LOSSES = ("sum_softmax", "mean", "max")
 class ModelConfig:
     """Everything needed to rebuild a :class:`SpikingNet` (stored in checkpoints as a dict).
 
-    model: ``crsnn`` (conv recurrence), ``delrec`` (dense recurrence) or ``ff`` (no recurrence).
-    recurrent: per hidden layer, whether it has the model's recurrence (default: all).
+    model: ``crsnn`` (conv recurrence), ``delrec`` (dense recurrence), ``ff`` (no recurrence) or
+        ``dcls`` (a learnable delay per feedforward synapse, DCLS-style, see
+        :mod:`crsnn.models.dcls`; no recurrence unless ``recurrent`` asks for the CRSNN's).
+    recurrent: per hidden layer, whether it has the model's recurrence (default: all; none for
+        ``dcls``).
     tau / tau_out: membrane time constants of hidden / readout neurons in steps
         (``beta = 1 - 1/tau``). vth: hidden threshold mantissa (float threshold 1.0 = ``vth << 6``).
     readout_scale: ``v`` units per float unit of the readout voltage.
     delay_init: ``["uniform", lo, hi]``, ``["halfnormal", std]`` or ``["constant", d]`` (steps).
     sigma0, sigma_gamma: delay spread schedule ``sigma_e = sigma0 * (gamma**(100/epochs))**e``.
     dt: seconds per time step (metadata, for export).
+    max_delay: ``dcls`` only: the feedforward synaptic delays are integers 0..max_delay steps
+        (the float kernel has max_delay + 1 taps).
+    target: quantization profile, ``loihi2`` or ``netx`` (weights at exponent -1..0 and biases at
+        exponent 6, what lava-dl's netx format can carry; feedforward networks only).
     """
 
     n_in: int
@@ -69,6 +76,8 @@ class ModelConfig:
     sigma_gamma: float = 0.95
     loss: str = "sum_softmax"
     dt: float = 0.01
+    max_delay: int = 25
+    target: str = "loihi2"
 
     def __post_init__(self) -> None:
         self.hidden = [int(h) for h in self.hidden]
@@ -79,7 +88,7 @@ class ModelConfig:
         if not self.hidden or min(self.hidden) < 1:
             raise ValueError("hidden: give at least one layer size >= 1")
         if self.recurrent is None:
-            self.recurrent = [self.model != "ff"] * len(self.hidden)
+            self.recurrent = [self.model not in ("ff", "dcls")] * len(self.hidden)
         self.recurrent = [bool(r) for r in self.recurrent]
         if len(self.recurrent) != len(self.hidden):
             raise ValueError("recurrent: one flag per hidden layer")
@@ -87,6 +96,15 @@ class ModelConfig:
             raise ValueError(f"input_message_bits must be in 0..{L2.MAX_MESSAGE_BITS}")
         if self.kernel < 1:
             raise ValueError("kernel must be >= 1")
+        if self.target not in TARGETS:
+            raise ValueError(f"target must be one of {TARGETS}, got {self.target!r}")
+        if self.target == "netx" and any(self.recurrence_of(i) for i in range(len(self.hidden))):
+            raise ValueError("target netx: lava-dl's netx format cannot express recurrent axonal delays; "
+                             "use --recurrent-layers none (or the default model dcls / ff)")
+        self.max_delay = int(self.max_delay)
+        if not L2.SYNAPSE_DELAY_MIN <= self.max_delay <= L2.SYNAPSE_DELAY_MAX:
+            raise ValueError(f"max_delay must be in {L2.SYNAPSE_DELAY_MIN}..{L2.SYNAPSE_DELAY_MAX} steps "
+                             f"(Loihi 2's synaptic delay range), got {self.max_delay}")
         self.delay_init = list(self.delay_init)
         Surrogate.parse(self.surrogate)
 
@@ -108,7 +126,7 @@ class ModelConfig:
     def recurrence_of(self, i: int) -> str | None:
         if not self.recurrent[i] or self.model == "ff":
             return None
-        return "conv" if self.model == "crsnn" else "dense"
+        return "dense" if self.model == "delrec" else "conv"
 
 
 def sigma_at(epoch: int, epochs: int, sigma0: float, gamma: float) -> float:
@@ -126,12 +144,20 @@ class SpikingNet(nn.Module):
         layers = []
         n_prev = config.n_in
         for i, n in enumerate(config.hidden):
-            layers.append(HiddenLayer(n_prev, n, config.recurrence_of(i), config.kernel, config.batchnorm,
-                                      beta, config.learn_beta, tuple(config.delay_init), config.vth))
+            args = (n_prev, n, config.recurrence_of(i), config.kernel, config.batchnorm, beta, config.learn_beta,
+                    tuple(config.delay_init), config.vth)
+            if config.model == "dcls":
+                from .dcls import DCLSHiddenLayer
+
+                layers.append(DCLSHiddenLayer(*args, max_delay=config.max_delay))
+            else:
+                layers.append(HiddenLayer(*args))
             n_prev = n
         self.layers = nn.ModuleList(layers)
         self.readout = Readout(n_prev, config.n_out, leak_from_tau(config.tau_out), config.learn_beta,
                                config.readout_scale)
+        for layer in [*self.layers, self.readout]:
+            layer.target = config.target
         self.surrogate = Surrogate.parse(config.surrogate)
         self.register_buffer("sigma", torch.tensor(float(config.sigma0), dtype=torch.float64))
         self.register_buffer("qat_flag", torch.tensor(False))
@@ -207,7 +233,10 @@ class SpikingNet(nn.Module):
         with torch.no_grad():
             for layer in self.layers:
                 q = layer.quantized()
-                ff = Connection(to_numpy_int(q["ff"].w_int), q["ff"].exp, L2.WEIGHT_BITS, L2.SignMode.MIXED)
+                w_ff, ff_delays = to_numpy_int(q["ff"].w_int), q.get("ff_delays")
+                if ff_delays is not None:  # dcls; a zero-weight synapse gets delay 0 (it does nothing)
+                    ff_delays = np.where(w_ff == 0, 0, ff_delays.cpu().numpy())
+                ff = Connection(w_ff, q["ff"].exp, L2.WEIGHT_BITS, L2.SignMode.MIXED, delays=ff_delays)
                 nrn = LIFParams(layer.n, L2.DECAY_MAX, q["dv"], layer.vth, to_numpy_int(q["bias"].mant),
                                 q["bias"].exp)
                 rec = None
@@ -254,7 +283,7 @@ class SpikingNet(nn.Module):
           not decayed (three numbers that every neuron uses are not over-fitting capacity);
         - ``recurrent``: DelRec's dense matrices, scale 1, decayed;
         - ``leak``: learned leak factors, scale 1, not decayed;
-        - ``delays``: the axonal delays (steps), not decayed.
+        - ``delays``: the axonal delays and the ``dcls`` synaptic delays (steps), not decayed.
         Empty groups are left out."""
         groups: dict[str, dict] = {}
 
@@ -266,7 +295,7 @@ class SpikingNet(nn.Module):
             for pname, p in layer.named_parameters():
                 if not p.requires_grad:
                     continue
-                if pname == "delays":
+                if pname in ("delays", "ff_delays"):
                     add("delays", p, None, False)
                 elif pname == "rec_kernel":
                     scale = kernel_scale if kernel_scale is not None else kernel_lr_scale(layer.n, layer.kernel_size)
@@ -313,12 +342,13 @@ def readout_logits(v: torch.Tensor, loss: str = "sum_softmax") -> torch.Tensor:
 
 
 def parameter_counts(config: ModelConfig) -> dict:
-    """Trainable parameters per layer (feedforward, recurrent incl. delays, neuron), totals, and
-    the recurrent parameters a CRSNN and a DelRec of the same size would have."""
+    """Trainable parameters per layer (feedforward incl. ``dcls`` synaptic delays, recurrent incl.
+    delays, neuron), totals, and the recurrent parameters a CRSNN and a DelRec of the same size
+    would have."""
     rows = []
     n_prev = config.n_in
     for i, n in enumerate(config.hidden):
-        ff = n_prev * n + (2 * n if config.batchnorm else n)
+        ff = n_prev * n * (2 if config.model == "dcls" else 1) + (2 * n if config.batchnorm else n)
         kind = config.recurrence_of(i)
         rec = 0 if kind is None else (config.kernel + n if kind == "conv" else n * n + n)
         rows.append({"layer": f"hidden {i}", "n": n, "recurrence": kind or "none", "feedforward": ff,

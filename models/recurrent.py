@@ -41,6 +41,7 @@ from dataclasses import dataclass
 
 import torch
 
+from crsnn import bounds
 from crsnn import loihi2 as L2
 
 from .surrogate import Surrogate
@@ -170,6 +171,73 @@ class LoopSpec:
     spiking: bool = True
 
 
+class IntegerStep:
+    """The integer neuron update of one step, :func:`crsnn.loihi2.lif_integrate` with ``du = 4095``
+    on float tensors holding integers, with the wraps and the voltage clip that a bound computed
+    once per loop proves to be the identity left out (:meth:`for_loop`).
+
+    ``step(v, a, out)``: ``v`` (N, B) the voltage after the previous step's reset, ``a`` (N, B)
+    this step's input (before the ``<< 6``); writes the voltage before the threshold test into
+    ``out`` (N, B) and returns it.
+
+    Exactness (equal to :func:`crsnn.loihi2.lif_integrate`, bit for bit, on integers below 2**53):
+    with ``du = 4095`` the current has no memory, ``decay(u) = trunc(u * 0) = 0``, so ``u = a << 6``
+    (a power-of-two scaling, exact); ``decay(v) = trunc(v (4096 - dv) / 4096)`` is one exact
+    product and one exact truncating division by a power of two (``torch.div(...,
+    rounding_mode="trunc")``, several times faster than ``torch.trunc`` on CPU); the additions are
+    in Lava's order. A wrap or the clip is applied unless :func:`crsnn.bounds.lif_wraps_for` /
+    :func:`crsnn.bounds.voltage_saturates` prove it cannot change a value.
+    """
+
+    def __init__(self, dv: int, a_scale: float, bias: torch.Tensor, wraps: L2.LifWraps, clip: bool) -> None:
+        self.factor = float(L2.DECAY_UNITY - int(dv))
+        self.a_scale = float(a_scale)
+        self.bias = bias
+        self.wraps = wraps
+        self.clip = bool(clip)
+        self.current_wraps = wraps.current_int32 or wraps.current_24
+
+    @classmethod
+    def for_loop(cls, a: torch.Tensor, bias: torch.Tensor, kernel: torch.Tensor | None,
+                 weights: torch.Tensor | None, taps: Taps | None, mask: torch.Tensor | None,
+                 spec: LoopSpec) -> "IntegerStep":
+        """The step of one :class:`LIFLoop` call, its wraps and clip decided from bounds of this
+        call's tensors (one pass over ``a`` and one over ``mask``): ``|a_t + r_t| <= max|a| +
+        sum|K| * max_n sum_taps |w| * max|mask|`` (spikes are 0 or 1; ``sum|K|`` the largest row
+        sum of the dense matrix, or the kernel's sum), ``|bias|`` its largest value."""
+        a_max = bounds.max_abs(a)
+        if taps is not None:
+            z_max = float(taps.w.abs().sum(0).max()) if taps.w.numel() else 0.0
+            rec = kernel if kernel is not None else weights
+            r_max = bounds.sum_abs_bound(rec, z_max) * (bounds.max_abs(mask) if mask is not None else 1.0)
+            a_max += r_max
+        b_max = bounds.max_abs(bias)
+        wraps = bounds.lif_wraps_for(a_max, L2.DECAY_MAX, b_max)
+        any_wrap = wraps.current_int32 or wraps.current_24 or wraps.voltage_int32
+        clip = any_wrap or bounds.voltage_saturates(a_max * spec.a_scale + b_max, spec.theta, spec.dv, a.shape[0],
+                                               spec.spiking)
+        return cls(spec.dv, spec.a_scale, bias, wraps, clip)
+
+    def __call__(self, v: torch.Tensor, a: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        torch.mul(v, self.factor, out=out)
+        torch.div(out, float(L2.DECAY_UNITY), rounding_mode="trunc", out=out)  # decay_voltage
+        if self.current_wraps:
+            u = a * self.a_scale
+            if self.wraps.current_int32:
+                u = L2.wrap_int32(u)
+            if self.wraps.current_24:
+                u = L2.wrap_current(u)
+            out.add_(u)
+        else:
+            out.add_(a, alpha=self.a_scale)  # + (a << 6): the scaling is exact
+        out.add_(self.bias)
+        if self.wraps.voltage_int32:
+            out.copy_(L2.wrap_int32(out))
+        if self.clip:
+            out.clamp_(L2.V_MIN, L2.V_MAX)
+        return out
+
+
 class LIFLoop(torch.autograd.Function):
     """``spikes, v = LIFLoop.apply(a, bias, beta, kernel, weights, delays, mask, spec)``.
 
@@ -200,38 +268,57 @@ class LIFLoop(torch.autograd.Function):
             # spikes of step t are row block (length + t) of spad; the arrival at step t gathers
             # the spikes of steps t - k (k >= 1): row block (length + t - k), zeros before the run
             gidx = ((length - taps.k) * N + cols[None, :]).reshape(-1)
+            gtab = gidx[None, :] + (torch.arange(T, device=a.device) * N)[:, None]  # (T, R * N)
             R = taps.k.shape[0]
             w3 = taps.w.to(dtype)[:, :, None]
             single = bool(R == 1 and torch.all(taps.w == 1))
             klist = kernel.detach().tolist() if kernel is not None else None
             wmat = weights.detach() if weights is not None else None
+            # integer mode: the dense product in float32 when exact (integer weights, 0/1 arrivals,
+            # every partial sum below 2**24; crsnn.bounds)
+            w32 = (wmat is not None and spec.integer and single and bounds.holds_integers(wmat)
+                   and bounds.exact_float32(wmat, 1))
+            if w32:
+                wmat = wmat.to(torch.float32)
             Z = torch.empty_like(a)
-        spad = a.new_zeros(((length + T) * N, B))
+        if spec.integer and spec.spiking:
+            # integer taps read only steps before the current one (latency 1 + d >= 1), and every
+            # step's row is written by that step: only the rows before the run need zeros
+            spad = a.new_empty(((length + T) * N, B))
+            spad[: length * N].zero_()
+        else:  # float taps may read the current step's (unwritten) row with weight 0
+            spad = a.new_zeros(((length + T) * N, B))
         S = spad[length * N:].view(T, N, B)
         beta_f = float(beta)
         bias_col = bias.detach().to(dtype)[:, None]
         V = torch.empty_like(a)
         v = a.new_zeros((N, B))
-        u = a.new_zeros((N, B))
+        if spec.integer:
+            step = IntegerStep.for_loop(a, bias_col, kernel, weights, taps, mask, spec)
         for t in range(T):
             at = a[t]
             if rec:
-                G = spad.index_select(0, gidx + t * N)
-                z = G if single else (w3 * G.view(R, N, B)).sum(0)
-                Z[t] = z
-                r = conv_rows(z, klist) if klist is not None else wmat @ z
+                if single:
+                    z = torch.index_select(spad, 0, gtab[t], out=Z[t])
+                else:
+                    G = spad.index_select(0, gtab[t])
+                    z = (w3 * G.view(R, N, B)).sum(0)
+                    Z[t] = z
+                if klist is not None:
+                    r = conv_rows(z, klist)
+                else:
+                    r = wmat @ (z.to(torch.float32) if w32 else z)
                 if mask is not None:
                     r = r * mask[t]
                 at = at + r
             if spec.integer:
-                u, vp = L2.lif_integrate(u, v, at, L2.DECAY_MAX, spec.dv, bias_col)
+                vp = step(v, at, out=V[t])
             else:
-                vp = v * beta_f + at + bias_col
-            V[t] = vp
+                vp = torch.mul(v, beta_f, out=V[t]).add_(at).add_(bias_col)
             if spec.spiking:
-                s = vp > spec.theta
-                S[t] = s
-                v = vp.masked_fill(s, 0.0)
+                # spikes straight into the float history; reset: vp - vp * s is vp or exactly 0
+                s = torch.gt(vp, spec.theta, out=S[t])
+                v = torch.addcmul(vp, vp, s, value=-1.0)
             else:
                 v = vp
         ctx.spec = spec
@@ -241,7 +328,7 @@ class LIFLoop(torch.autograd.Function):
         ctx.save_for_backward(V, S, Z if rec else None, mask, kernel, weights, beta)
         if not spec.spiking:
             ctx.mark_non_differentiable(S)
-        vrec = V * (1.0 - S) if spec.spiking else V.clone()
+        vrec = torch.addcmul(V, V, S, value=-1.0) if spec.spiking else V.clone()  # V (1 - S), one pass
         return S, vrec
 
     @staticmethod
@@ -274,6 +361,14 @@ class LIFLoop(torch.autograd.Function):
             # accumulated from the per-step gathers (sum over the batch of spike * arrival grad)
             same_taps = not spec.integer and ctx.needs_input_grad[5]
             gtap = V.new_zeros((R, N)) if same_taps else None
+            # integer mode: its own gradient taps (k - 1, k + 1), gathered in the same row gather
+            # (their rows, steps t + gk > t, are final when step t is reached)
+            own_taps = spec.integer and ctx.needs_input_grad[5] and use_s
+            R2 = taps.gk.shape[0] if own_taps else 0
+            if own_taps:
+                sidx = torch.cat([sidx, (taps.gk * N + cols[None, :]).reshape(-1)])
+                gtap2 = V.new_zeros((R2, N))
+            stab = sidx[None, :] + (torch.arange(T, device=V.device) * N)[:, None]  # (T, (R + R2) * N)
         gV = torch.empty_like(V)
         gv = V.new_zeros((N, B))
         for t in range(T - 1, -1, -1):
@@ -285,7 +380,10 @@ class LIFLoop(torch.autograd.Function):
             if use_s:
                 gs = g_s[t] if g_s is not None else None
                 if rec:
-                    G = gz_buf.index_select(0, sidx + t * N)
+                    G = gz_buf.index_select(0, stab[t])
+                    if R2:
+                        G, G2 = G[: R * N], G[R * N:]
+                        gtap2 += (G2.view(R2, N, B) * S[t][None]).sum(-1)
                     if gtap is not None:
                         gtap += (G.view(R, N, B) * S[t][None]).sum(-1)
                     G = G if single else (w3 * G.view(R, N, B)).sum(0)
@@ -318,6 +416,8 @@ class LIFLoop(torch.autograd.Function):
                 gw = gw.to(weights.dtype)
             if need[5] and gtap is not None:
                 gd = (taps.gw.to(dtype) * gtap).sum(0)
+            elif need[5] and R2:
+                gd = (taps.gw.to(dtype) * gtap2).sum(0)
             elif need[5]:
                 tN = (torch.arange(T, device=V.device) * N)[:, None]
                 gd = V.new_zeros(N)

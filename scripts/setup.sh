@@ -11,6 +11,12 @@ command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 VENV=.venv
 STAMP="$VENV/.crsnn-setup-stamp"
 LAVA_SPEC="lava-nc==0.10.0"
+LAVA_DL_SPEC="lava-dl==0.6.0"
+# Test clients of crsnn-import / crsnn-export --portable: other libraries' own NIR exporters and
+# importers. Installed with --no-deps: norse declares torchvision (a CUDA build of torch would
+# follow); what they import (torch, numpy, nir, matplotlib) is pinned in requirements.txt and
+# nirtorch, their NIR graph tracer, is pinned here.
+INTEROP_SPECS=(snntorch==1.0.0 nirtorch==2.6 norse==1.1.0 rockpool==3.1.0)
 
 want=$(cat scripts/setup.sh requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x "$VENV/bin/python" ]; then
@@ -30,11 +36,16 @@ pip_install -r requirements.txt
 # lava-nc declares Requires-Python <3.11 but runs on 3.11 (see crsnn/lava_compat.py for the
 # one incompatibility, handled at import time); its dependencies are pinned above.
 pip_install --no-deps --ignore-requires-python "$LAVA_SPEC"
+# lava-dl (netx, for `crsnn-export --format netx` and `crsnn-verify` of its files) pins Python 3.10
+# and torch < 2.4; netx needs none of its dependencies (see crsnn/lava_dl_compat.py).
+pip_install --no-deps --ignore-requires-python "$LAVA_DL_SPEC"
+pip_install --no-deps "${INTEROP_SPECS[@]}"
 # Editable install of crsnn (setuptools' generic note about editable installs is silenced:
 # the package_dir mapping in pyproject.toml is what it warns about, and it is intended).
 PYTHONWARNINGS="ignore::UserWarning" pip_install --no-deps --no-build-isolation -e .
 "$VENV/bin/python" - <<'PY'
 import torch, numpy, lava, nir
+import snntorch.export_nir, snntorch.import_nir, norse.torch  # crsnn-import's test clients
 assert torch.__version__.startswith("2.13.0"), f"torch was changed to {torch.__version__}"
 print(f"[setup] ok: torch {torch.__version__}, numpy {numpy.__version__}, nir {nir.__version__ if hasattr(nir, '__version__') else '?'}")
 PY

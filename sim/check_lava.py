@@ -1,7 +1,8 @@
 """``python -m crsnn.sim.check_lava --networks N --seed S [--device cpu|cuda|auto]``: the integer
 simulator against Lava.
 
-Builds N random networks covering the Loihi 2 parameter space (:mod:`crsnn.sim.random_networks`),
+Builds N random networks covering the Loihi 2 parameter space (:mod:`crsnn.sim.random_networks`,
+per-synapse feedforward delays included: ``--synaptic-delays``),
 runs each on the integer simulator (:func:`crsnn.sim.torch_sim.simulate_torch`, on ``--device``)
 and on Lava's fixed-point CPU simulator with the same random input (a batch of samples side by
 side), and compares every hidden spike and every readout voltage. The last line is::
@@ -27,11 +28,12 @@ from crsnn.sim.random_networks import describe, random_input, random_network
 
 
 def check_network(seed: int, index: int, max_batch: int = 3, timeout_s: float = 300.0,
-                  device: str = "cpu") -> tuple[str, object, dict]:
+                  device: str = "cpu", synaptic_delays: float = 0.0) -> tuple[str, object, dict]:
     """Draw network ``index`` of ``seed``, run both executors (the simulator on ``device``), return
-    (description, Mismatch, stats)."""
+    (description, Mismatch, stats). ``synaptic_delays``: probability of per-synapse feedforward
+    delays per connection (:func:`crsnn.sim.random_networks.random_network`)."""
     rng = np.random.default_rng([seed, index])
-    net, steps = random_network(rng)
+    net, steps = random_network(rng, synaptic_delays=synaptic_delays)
     batch = int(rng.integers(1, max_batch + 1))
     x = random_input(rng, net, batch, steps)
     t0 = time.perf_counter()
@@ -59,10 +61,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds before a Lava run is killed")
     ap.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto",
                     help="where the integer simulator runs (default auto: CUDA when available)")
+    ap.add_argument("--synaptic-delays", type=float, default=0.3,
+                    help="probability that a feedforward connection has per-synapse delays (default 0.3; 0: none)")
     ap.add_argument("-v", "--verbose", action="store_true", help="one line per network")
     args = ap.parse_args(argv)
     if args.networks < 1:
         ap.error("--networks must be >= 1")
+    if not 0.0 <= args.synaptic_delays <= 1.0:
+        ap.error("--synaptic-delays must be a probability in [0, 1]")
     try:
         device = str(resolve_device(args.device))
     except ValueError as exc:
@@ -72,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     sim_s = lava_s = 0.0
     bar = tqdm(range(args.networks), desc="sim vs Lava", unit="net", file=sys.stderr)
     for i in bar:
-        desc, mm, st = check_network(args.seed, i, args.batch, args.timeout, device)
+        desc, mm, st = check_network(args.seed, i, args.batch, args.timeout, device, args.synaptic_delays)
         exact += mm.exact
         spikes += mm.spikes
         readout += mm.readout_values

@@ -9,6 +9,8 @@ Clock and latencies (Lava's; t = 0 .. T-1 is Lava's ``time_step`` t + 1)
 - input -> layer 1 (``Dense``/``Sparse`` from the spike source): input at step t is integrated
   by layer 1 at step **t + 1**;
 - layer l -> layer l + 1, and last hidden layer -> readout (``Dense``/``Sparse``): **1 step**;
+- a feedforward connection with per-synapse delays (``DelayDense``/``DelaySparse``): a spike of
+  source j at step t is integrated by neuron i at step **t + 1 + delays[i, j]**;
 - recurrence of a layer through its axonal delays (``DelaySparse``/``DelayDense``): a spike of
   neuron j at step t is integrated at step **t + 1 + delays[j]**;
 - so the readout sees input step t first at step t + L + 1 (L hidden layers). The run lasts
@@ -52,17 +54,27 @@ class SimResult:
     readout_spikes: np.ndarray
 
 
-def feedforward_input(conn_effective: np.ndarray, weight_exp: int, x: np.ndarray) -> np.ndarray:
-    """The output a ``Dense`` connection delivers at every step: (batch, steps, n_out) int64.
+def feedforward_input(conn_effective: np.ndarray, weight_exp: int, x: np.ndarray,
+                      delays: np.ndarray | None = None) -> np.ndarray:
+    """The output a ``Dense`` (or ``DelayDense``) connection delivers at every step:
+    (batch, steps, n_out) int64.
 
     ``x``: (batch, steps, n_in) integers (spikes or graded payloads) emitted by the source layer.
-    Step t receives ``shift(W @ x[:, t - 1], weight_exp)``; step 0 receives 0.
+    Without ``delays``, step t receives ``shift(W @ x[:, t - 1], weight_exp)``; step 0 receives 0.
+    ``delays``: (n_out, n_in) integer per-synapse delays (time steps): step t receives
+    ``sum_d shift(W_d @ x[:, t - 1 - d], weight_exp)`` over the distinct delay values d, ``W_d``
+    the weights of the synapses with delay d (each group is shifted on its own, like Lava).
     """
     b, t, _ = x.shape
     out = np.zeros((b, t, conn_effective.shape[0]), dtype=np.int64)
-    if t > 1:
-        acc = np.rint(x[:, :-1, :].astype(np.float64) @ conn_effective.T.astype(np.float64)).astype(np.int64)
-        out[:, 1:, :] = L2.floor_shift(acc, weight_exp)
+    xf = x.astype(np.float64)
+    groups = [(0, None)] if delays is None else [(int(d), delays == d) for d in np.unique(delays)]
+    for d, mask in groups:
+        if t <= 1 + d:
+            continue
+        w = conn_effective if mask is None else np.where(mask, conn_effective, 0)
+        acc = np.rint(xf[:, : t - 1 - d, :] @ w.T.astype(np.float64)).astype(np.int64)
+        out[:, 1 + d:, :] += L2.floor_shift(acc, weight_exp)
     return out
 
 
@@ -166,11 +178,11 @@ def simulate(net: IntegerNetwork, x: np.ndarray, validate: bool = True) -> SimRe
     src = np.asarray(x, dtype=np.int64)
     hidden = []
     for layer in net.hidden:
-        a_ff = feedforward_input(layer.ff.effective(), layer.ff.weight_exp, src)
+        a_ff = feedforward_input(layer.ff.effective(), layer.ff.weight_exp, src, layer.ff.delays)
         s, _ = run_layer(layer, a_ff)
         hidden.append(s)
         src = s
     ro = net.readout
-    s, v = run_layer(ro, feedforward_input(ro.ff.effective(), ro.ff.weight_exp, src), record_v=True)
+    s, v = run_layer(ro, feedforward_input(ro.ff.effective(), ro.ff.weight_exp, src, ro.ff.delays), record_v=True)
     assert v is not None
     return SimResult(hidden_spikes=hidden, readout_v=v, readout_spikes=s)

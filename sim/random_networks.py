@@ -7,7 +7,8 @@ bits, explicit or inferred sign modes (including all-positive / all-negative mat
 exponents over [-8, 7]; decays 0..4095 with their extremes; thresholds from 0 to 131071; biases
 from 0 to their limits; conv recurrences with kernel sizes 1-7 and dense recurrences; axonal
 delays over the whole range 0..62 (both ends forced in some layers); readouts that sometimes
-saturate. The weight exponent of each connection is aimed at moderate activity (with a random
+saturate; optionally (``synaptic_delays``) per-synapse feedforward delays over 0..62 (uniform,
+short, or a few distinct values, both ends forced in some connections). The weight exponent of each connection is aimed at moderate activity (with a random
 offset), so that most networks spike and the comparison is not vacuous.
 """
 
@@ -97,11 +98,30 @@ def _recurrence(rng: np.random.Generator, n: int, vth: int, du: int, odd_kernels
     return rec
 
 
-def random_network(rng: np.random.Generator, max_neurons: int = 48, odd_kernels: bool = False
-                   ) -> tuple[IntegerNetwork, int]:
+def _synapse_delays(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    """(n_out, n_in) per-synapse delays (time steps) in 0..62."""
+    kind = _pick(rng, ["uniform", "short", "few", "zero"], p=[0.4, 0.3, 0.25, 0.05])
+    if kind == "uniform":
+        d = rng.integers(L2.SYNAPSE_DELAY_MIN, L2.SYNAPSE_DELAY_MAX + 1, shape)
+    elif kind == "short":
+        d = rng.integers(0, 6, shape)
+    elif kind == "few":
+        d = rng.choice(rng.integers(0, L2.SYNAPSE_DELAY_MAX + 1, 3), shape)
+    else:
+        d = np.zeros(shape, dtype=np.int64)
+    if kind != "zero" and rng.random() < 0.5 and d.size >= 2:
+        d.flat[rng.integers(0, d.size)] = L2.SYNAPSE_DELAY_MIN
+        d.flat[rng.integers(0, d.size)] = L2.SYNAPSE_DELAY_MAX
+    return d.astype(np.int64)
+
+
+def random_network(rng: np.random.Generator, max_neurons: int = 48, odd_kernels: bool = False,
+                   synaptic_delays: float = 0.0) -> tuple[IntegerNetwork, int]:
     """A random valid network and a number of steps (20..100). ``max_neurons`` bounds each
     population. ``odd_kernels``: conv kernels of odd size only (what NIR export accepts; the
-    integer core and Lava also run even ones)."""
+    integer core and Lava also run even ones). ``synaptic_delays``: probability that a
+    feedforward connection (hidden or readout) gets per-synapse delays (0 draws no extra random
+    numbers, so the networks of a seed stay those drawn without this option)."""
     n_in = int(rng.integers(2, 41))
     msg_bits = int(_pick(rng, [0, 0, 1, 2, 3, 4, 8]))
     payload = 1.0 if msg_bits == 0 else (2**msg_bits - 1) / 2.0
@@ -111,6 +131,8 @@ def random_network(rng: np.random.Generator, max_neurons: int = 48, odd_kernels:
         nrn = _neuron(rng, n, readout=False)
         ff = Connection(_raw_weights(rng, (n, n_prev)), **_conn_params(rng))
         ff.weight_exp = _aim_exp(rng, ff.effective(), 0.3, payload, nrn.vth, nrn.du)
+        if synaptic_delays > 0 and rng.random() < synaptic_delays:
+            ff.delays = _synapse_delays(rng, ff.shape)
         rec = _recurrence(rng, n, nrn.vth, nrn.du, odd_kernels) if rng.random() < 0.85 else None
         hidden.append(Layer(ff=ff, neuron=nrn, rec=rec))
         n_prev, payload = n, 1.0
@@ -120,6 +142,8 @@ def random_network(rng: np.random.Generator, max_neurons: int = 48, odd_kernels:
     # readout: aim at a fraction of the full voltage range; sometimes hard into saturation
     ff.weight_exp = _aim_exp(rng, ff.effective(), 0.3, 1.0, min(nrn.vth, 2**14), nrn.du) + int(rng.integers(0, 4))
     ff.weight_exp = int(np.clip(ff.weight_exp, L2.WEIGHT_EXP_MIN, L2.WEIGHT_EXP_MAX))
+    if synaptic_delays > 0 and rng.random() < synaptic_delays:
+        ff.delays = _synapse_delays(rng, ff.shape)
     net = IntegerNetwork(n_in=n_in, hidden=hidden, readout=Layer(ff=ff, neuron=nrn), input_message_bits=msg_bits)
     steps = int(rng.integers(20, 101))
     return net.validate(), steps
@@ -136,12 +160,16 @@ def random_input(rng: np.random.Generator, net: IntegerNetwork, batch: int, step
 def describe(net: IntegerNetwork, steps: int) -> str:
     """One line: sizes, recurrence kinds, delay and exponent ranges."""
     parts = [f"in {net.n_in}{'' if net.input_message_bits == 0 else f'/{net.input_message_bits}b'}"]
+    def syn(layer) -> str:
+        d = layer.ff.delays
+        return "" if d is None else f" sd{int(d.min())}-{int(d.max())}"
+
     for layer in net.hidden:
         r = layer.rec
         kind = "ff" if r is None else (f"conv{r.kernel.size}" if r.is_conv else "dense")
         d = "" if r is None else f" d{int(r.delays.min())}-{int(r.delays.max())}"
-        parts.append(f"{layer.n}{kind}{d}")
-    parts.append(f"out {net.n_out}")
+        parts.append(f"{layer.n}{kind}{d}{syn(layer)}")
+    parts.append(f"out {net.n_out}{syn(net.readout)}")
     return " -> ".join(parts) + f", {steps} steps"
 
 

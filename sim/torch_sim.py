@@ -16,7 +16,8 @@ How it stays exact
   prove them to be the identity, from bounds computed once per layer.
 - **Products**: a float32 product is used only where every partial sum, in any summation order,
   is an integer (times a power of two) of magnitude below 2**24: the bound is
-  ``max_i sum_j |w_ij| * max_input`` (:func:`exact_float32`); otherwise float64, which is exact
+  ``max_i sum_j |w_ij| * max_input`` (:func:`crsnn.bounds.exact_float32`, shared with
+  quantization-aware training); otherwise float64, which is exact
   below 2**53 (guaranteed by :meth:`IntegerNetwork.validate`'s 2**31 bound).
 - **Weight exponents**: ``floor_shift`` of the sum (:func:`crsnn.loihi2.floor_shift`); with a
   negative recurrent exponent and several delay groups, each group's sum is floored on its own,
@@ -25,7 +26,8 @@ How it stays exact
 Layout and speed
 ----------------
 Neuron-major: the state of a layer is ``(n, batch)``. Each layer's feedforward input for all steps
-is one matrix product ``(n, n_in) @ (n_in, steps * batch)``; the per-step loop only runs the
+is one matrix product ``(n, n_in) @ (n_in, steps * batch)`` (with per-synapse delays: one product
+per distinct delay value on the input shifted by that many steps); the per-step loop only runs the
 recurrence (one row gather from the spike history, then k shifted adds for a conv kernel or one
 product for a dense matrix) and the neuron update (about 12 tensor operations). Spikes are kept in
 a history ``(n + 1, delay_max + 1 + steps, batch)`` (row ``n`` and the leading steps are zero), read
@@ -43,12 +45,11 @@ import numpy as np
 import torch
 
 from crsnn import loihi2 as L2
+from crsnn.bounds import (  # noqa: F401 (FLOAT32_EXACT, FLOAT64_EXACT, sum_abs_bound: re-exported)
+    FLOAT32_EXACT, FLOAT64_EXACT, exact_float32, shifted_bound, sum_abs_bound)
 from crsnn.models.integer import IntegerNetwork, Layer
 from crsnn.sim.integer_sim import SimResult
 
-#: Partial sums of a float32 product are exact while their magnitude stays below this.
-FLOAT32_EXACT = 2**24
-FLOAT64_EXACT = 2**53
 #: On the CPU, the per-step loop of a layer whose state has at most this many elements
 #: (neurons x batch) runs on one thread: its operations are too small to gain from more, and a
 #: multi-threaded BLAS call on tiny matrices can wait milliseconds for a busy core.
@@ -81,29 +82,6 @@ def resolve_device(device: str | torch.device = "cpu") -> torch.device:
         raise ValueError("device 'cuda' requested but torch.cuda.is_available() is False "
                          "(no GPU, or a CPU-only torch build); use --device cpu or auto")
     return dev
-
-
-def sum_abs_bound(effective: np.ndarray, max_input: int = 1) -> int:
-    """``max_i sum_j |w_ij| * max_input``: a bound of every partial sum of row i's product with an
-    input in ``[0, max_input]``, in any order. ``effective``: (n_out, n_in) integers."""
-    e = np.abs(np.asarray(effective, dtype=np.int64))
-    return int(e.sum(axis=1).max()) * int(max_input) if e.size else 0
-
-
-def exact_float32(effective: np.ndarray, max_input: int = 1, scale_exp: int = 0) -> bool:
-    """Whether a float32 product of ``effective * 2**scale_exp`` with inputs in ``[0, max_input]``
-    is exact: every partial sum is a multiple of ``2**min(scale_exp, 0)`` below
-    ``2**24 * 2**min(scale_exp, 0)``, i.e. ``sum_abs_bound * 2**max(scale_exp, 0) < 2**24``."""
-    return sum_abs_bound(effective, max_input) * 2 ** max(int(scale_exp), 0) < FLOAT32_EXACT
-
-
-def shifted_bound(max_abs_sum: int, weight_exp: int, groups: int = 1) -> int:
-    """Bound of ``|floor_shift(sum)|`` summed over ``groups`` separately shifted delay groups, for
-    ``|sum| <= max_abs_sum``: ``max_abs_sum << exp``, or (negative exponent) at most one more
-    than ``max_abs_sum / 2**-exp`` per group (the floor of a negative sum)."""
-    if weight_exp >= 0:
-        return int(max_abs_sum) * 2**weight_exp
-    return -(-int(max_abs_sum) // 2 ** (-weight_exp)) + int(groups)
 
 
 @dataclass
@@ -207,15 +185,41 @@ def _feedforward64(layer: Layer, src: torch.Tensor, max_input: int, steps: int, 
     eff = layer.ff.effective()
     exp = layer.ff.weight_exp
     dtype = torch.float32 if exact_float32(eff, max_input) else torch.float64
-    w = torch.tensor(eff.astype(np.float64), dtype=dtype, device=src.device)
-    with _small_work_threads(src.device, w.numel() * src.shape[1] <= GEMM_SINGLE_THREAD_MAX):
-        acc = torch.mm(w, src.to(dtype)).to(torch.float64)
-    a64 = L2.floor_shift(acc, exp).mul_(2**L2.ACT_SHIFT) if exp < 0 else acc.mul_(2.0 ** (exp + L2.ACT_SHIFT))
+    if layer.ff.delays is not None:
+        a64, groups = _delayed_feedforward64(layer, eff, src, dtype, steps, batch)
+    else:
+        groups = 1
+        w = torch.tensor(eff.astype(np.float64), dtype=dtype, device=src.device)
+        with _small_work_threads(src.device, w.numel() * src.shape[1] <= GEMM_SINGLE_THREAD_MAX):
+            acc = torch.mm(w, src.to(dtype)).to(torch.float64)
+        a64 = L2.floor_shift(acc, exp).mul_(2**L2.ACT_SHIFT) if exp < 0 else acc.mul_(2.0 ** (exp + L2.ACT_SHIFT))
     # The wrap proofs need a bound of |shifted sum|: the worst case over all inputs, or (tighter,
     # and just as rigorous for this run) the largest value this batch actually delivers.
-    worst = shifted_bound(L2.max_abs_accumulation(eff, max_input), exp)
+    worst = shifted_bound(L2.max_abs_accumulation(eff, max_input), exp, groups)
     actual = int(a64.abs().max().item()) // 2**L2.ACT_SHIFT if a64.numel() else 0
     return a64.view(layer.n, steps, batch), min(worst, actual)
+
+
+def _delayed_feedforward64(layer: Layer, eff: np.ndarray, src: torch.Tensor, dtype: torch.dtype, steps: int,
+                           batch: int) -> tuple[torch.Tensor, int]:
+    """:func:`_feedforward64` of a connection with per-synapse delays: one product per distinct
+    delay d, ``W_d @ x[t - 1 - d]`` (the source view shifted by d more steps), each group's sum
+    shifted by the weight exponent on its own (Lava's ``DelayDense``). Returns the aligned input
+    ``(n, steps * batch)`` float64 and the number of delay groups."""
+    exp = layer.ff.weight_exp
+    n, n_in = eff.shape
+    x = src.view(n_in, steps, batch)
+    out = torch.zeros((n, steps, batch), dtype=torch.float64, device=src.device)
+    groups = layer.ff.delay_groups()
+    with _small_work_threads(src.device, eff.size * src.shape[1] <= GEMM_SINGLE_THREAD_MAX):
+        for d, mask in groups:
+            if d >= steps:
+                continue
+            w = torch.tensor(np.where(mask, eff, 0).astype(np.float64), dtype=dtype, device=src.device)
+            acc = torch.mm(w, x[:, : steps - d].reshape(n_in, (steps - d) * batch).to(dtype)).to(torch.float64)
+            acc = L2.floor_shift(acc, exp) if exp < 0 else acc.mul_(2.0**exp)
+            out[:, d:].add_(acc.view(n, steps - d, batch))
+    return out.view(n, steps * batch).mul_(2**L2.ACT_SHIFT), len(groups)
 
 
 def _run_layer(layer: Layer, src: torch.Tensor, max_input: int, steps: int, batch: int, record_v: bool

@@ -52,8 +52,11 @@ def _t(a: np.ndarray) -> torch.Tensor:
 
 
 def _conn(c: Connection) -> dict:
-    return {"weights": _t(c.weights), "weight_exp": int(c.weight_exp), "num_weight_bits": int(c.num_weight_bits),
-            "sign_mode": int(c.resolved_sign_mode())}
+    d = {"weights": _t(c.weights), "weight_exp": int(c.weight_exp), "num_weight_bits": int(c.num_weight_bits),
+         "sign_mode": int(c.resolved_sign_mode())}
+    if c.delays is not None:  # per-synapse delays (dcls); absent otherwise, as in older checkpoints
+        d["delays"] = _t(c.delays)
+    return d
 
 
 def _layer(layer: Layer) -> dict:
@@ -82,7 +85,7 @@ def _np(x) -> np.ndarray | None:
 def network_from_dict(d: dict, metadata: dict | None = None) -> IntegerNetwork:
     def layer(ld: dict) -> Layer:
         ff = Connection(_np(ld["ff"]["weights"]), ld["ff"]["weight_exp"], ld["ff"]["num_weight_bits"],
-                        ld["ff"]["sign_mode"])
+                        ld["ff"]["sign_mode"], _np(ld["ff"].get("delays")))
         n = ld["neuron"]
         nrn = LIFParams(n["n"], n["du"], n["dv"], n["vth"], _np(n["bias_mant"]), _np(n["bias_exp"]))
         rec = None

@@ -3,6 +3,7 @@ crsnn.train``).
 
     crsnn-train --data DIR_OR_H5 --model crsnn --hidden 256 256 --kernel 3 --epochs 50 --out model.pt
     crsnn-train --data synthetic --model crsnn --hidden 32 32 --epochs 12 --out /tmp/m.pt
+    crsnn-train --data synthetic --model dcls --hidden 32 32 --max-delay 12 --epochs 12 --out /tmp/d.pt
     crsnn-train --summary --model crsnn --hidden 256 256 --kernel 3
     crsnn-train --evaluate model.pt --data DIR_OR_H5
     torchrun --nproc_per_node 2 -m crsnn.train --data ... --device cpu      # DDP (gloo on CPU)
@@ -64,7 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--hidden", type=positive_int, nargs="+", default=[256, 256], help="hidden layer sizes")
     m.add_argument("--kernel", type=odd_int(1, why=KERNEL_WHY), default=3,
                    help="CRSNN conv kernel size (odd: 'same' padding is symmetric)")
-    m.add_argument("--recurrent-layers", default="all", help="'all', 'none' or comma-separated hidden layer indices")
+    m.add_argument("--recurrent-layers", default="auto",
+                   help="'all', 'none' or comma-separated hidden layer indices (auto: all, none for dcls)")
+    m.add_argument("--max-delay", type=int_range(L2.SYNAPSE_DELAY_MIN, L2.SYNAPSE_DELAY_MAX), default=25,
+                   help="dcls: largest feedforward synaptic delay in steps (integer delays 0..MAX-DELAY)")
     m.add_argument("--no-batchnorm", dest="batchnorm", action="store_false", help="no BatchNorm after the linear maps")
     m.add_argument("--dropout", type=fraction_below_one, default=0.1, help="feedforward (spike) dropout")
     m.add_argument("--rec-dropout", type=fraction_below_one, default=0.0, help="recurrent-current dropout")
@@ -86,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--readout-scale", type=positive_int, default=4096, help="integer v units per float readout unit")
     m.add_argument("--input-bits", type=int_range(0, L2.MAX_MESSAGE_BITS), default=None,
                    help="input message bits (default: from the largest training count; 0 = binary)")
+    m.add_argument("--target", choices=("loihi2", "netx"), default="loihi2",
+                   help="quantization profile: loihi2, or netx (weights at exponent -1..0, biases multiples of 64: "
+                        "what crsnn-export --format netx can write; feedforward models; a lower --vth keeps the "
+                        "folded weights in range)")
     m.add_argument("--loss", choices=LOSSES, default="sum_softmax", help="how readout voltages become class scores")
     m.add_argument("--n-in", type=positive_int, default=140, help="input channels (only for --summary)")
     m.add_argument("--n-out", type=positive_int, default=20, help="classes (only for --summary)")
@@ -141,8 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _recurrent_flags(spec: str, n: int) -> list[bool]:
+def _recurrent_flags(spec: str, n: int, model: str = "crsnn") -> list[bool]:
     spec = spec.strip().lower()
+    if spec == "auto":
+        spec = "none" if model == "dcls" else "all"
     if spec == "all":
         return [True] * n
     if spec == "none":
@@ -188,12 +198,12 @@ def model_config(args, n_in: int, n_out: int, input_bits: int, dt: float, n_step
     sigma0 = args.sigma0 if args.sigma0 is not None else max(0.0, float(args.tau) - 1.0)
     try:
         return ModelConfig(n_in=n_in, n_out=n_out, hidden=args.hidden, model=args.model, kernel=args.kernel,
-                           recurrent=_recurrent_flags(args.recurrent_layers, len(args.hidden)),
+                           recurrent=_recurrent_flags(args.recurrent_layers, len(args.hidden), args.model),
                            batchnorm=args.batchnorm, dropout=args.dropout, rec_dropout=args.rec_dropout, tau=args.tau,
                            tau_out=args.tau_out, learn_beta=args.learn_leak, surrogate=args.surrogate, vth=args.vth,
                            readout_scale=args.readout_scale, input_message_bits=input_bits,
                            delay_init=delay_init, sigma0=sigma0, sigma_gamma=args.sigma_gamma,
-                           loss=args.loss, dt=dt)
+                           loss=args.loss, dt=dt, max_delay=args.max_delay, target=args.target)
     except ValueError as e:
         raise UsageError(str(e)) from None
 

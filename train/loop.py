@@ -166,6 +166,9 @@ def _delay_stats(model: SpikingNet) -> dict:
         if layer.recurrence is not None:
             d = layer.delays.detach()
             out[f"delays{i}"] = {"mean": float(d.mean()), "min": float(d.min()), "max": float(d.max())}
+        if hasattr(layer, "ff_delays"):  # dcls: per-synapse feedforward delays
+            d = layer.ff_delays.detach()
+            out[f"ff_delays{i}"] = {"mean": float(d.mean()), "min": float(d.min()), "max": float(d.max())}
     return out
 
 

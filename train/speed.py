@@ -19,10 +19,12 @@ from crsnn.models.network import ModelConfig, build_model
 
 
 def measure(model: str, hidden: list[int], n_in: int, n_out: int, steps: int, batch: int, mode: str,
-            sigma: float, repeat: int = 5, kernel: int = 3, seed: int = 0) -> dict:
+            sigma: float, repeat: int = 5, kernel: int = 3, seed: int = 0, **config) -> dict:
+    """Best-of-``repeat`` training-step and inference times; ``config``: further
+    :class:`~crsnn.models.network.ModelConfig` fields (e.g. ``max_delay`` for ``dcls``)."""
     torch.manual_seed(seed)
     cfg = ModelConfig(n_in=n_in, n_out=n_out, hidden=hidden, model=model, kernel=kernel, input_message_bits=4,
-                      delay_init=["uniform", 10, 30], dropout=0.4, rec_dropout=0.2)
+                      delay_init=["uniform", 10, 30], dropout=0.4, rec_dropout=0.2, **config)
     m = build_model(cfg)
     m.set_qat(mode == "qat")
     m.sigma.fill_(sigma)
