@@ -181,7 +181,6 @@ def verify(checkpoint: str | None, nir_path: str, data_source: str, n: int | Non
         return verify_netx(checkpoint, nir_path, data_source, n, out_prefix, chunk, binning_override, log, progress)
     import torch
 
-    from crsnn.sim.compare import compare_runs
     from crsnn.train.checkpoint import CheckpointError, load_checkpoint, networks_equal
 
     png, js = f"{out_prefix}.png", f"{out_prefix}.json"
@@ -212,13 +211,36 @@ def verify(checkpoint: str | None, nir_path: str, data_source: str, n: int | Non
             float_pred = model.logits(v_float).argmax(dim=1).numpy()
     integer, t_int = _progress_runner(net, data.x, "sim", chunk, "integer simulator", progress)
     lava, t_lava = _progress_runner(net, data.x, "lava-cpu", chunk, "Lava (Loihi2SimCfg)", progress)
-    mm = compare_runs(integer.hidden_spikes, integer.readout_v, lava.hidden_spikes, lava.readout_v)
+    head = {"checkpoint": None if checkpoint is None else str(checkpoint), "nir": str(nir_path)}
+    return verify_report(head, data_source, data, binning, meta, float_pred, (integer, t_int),
+                         (lava.hidden_spikes, lava.readout_v, t_lava), "Lava", (png, js), log)
+
+
+def verify_report(head: dict[str, Any], data_source: str, data: Any, binning: dict[str, Any], meta: dict[str, Any],
+                  float_pred: np.ndarray | None, integer_run: tuple[Any, float],
+                  lava_run: tuple[list[np.ndarray], np.ndarray, float], lava_name: str, outputs: tuple[str, str],
+                  log: Callable[[str], None]) -> dict[str, Any]:
+    """Compare the integer simulator's run with Lava's on the same test samples, write the report
+    JSON and the raster PNG together, log one line per layer and return the report (shared by the
+    NIR and the netx checks).
+
+    head: the report's first keys (checkpoint, graph path, format). data: the test set (``x``
+    (samples, steps, n_in) integers, ``y`` labels). float_pred: the float model's predicted classes
+    (None without a checkpoint). integer_run: ``(SimResult, seconds)``. lava_run: hidden spikes
+    (one bool (samples, steps, n) per layer), readout voltages int (samples, steps, n_out),
+    seconds. lava_name: how the Lava run is named in the plot and the speed line."""
+    from crsnn.sim.compare import compare_runs
+
+    integer, t_int = integer_run
+    lava_hidden, lava_v, t_lava = lava_run
+    png, js = outputs
+    n = len(data.y)
+    mm = compare_runs(integer.hidden_spikes, integer.readout_v, lava_hidden, lava_v)
     acc = {"float": None if float_pred is None else float((float_pred == data.y).mean()),
            "integer": float((predict(integer.readout_v, meta) == data.y).mean()),
-           "lava": float((predict(lava.readout_v, meta) == data.y).mean())}
+           "lava": float((predict(lava_v, meta) == data.y).mean())}
     report = {
-        "checkpoint": None if checkpoint is None else str(checkpoint), "nir": str(nir_path), "data": str(data_source), "samples": n,
-        "binning": binning, "steps": int(data.x.shape[1]),
+        **head, "data": str(data_source), "samples": n, "binning": binning, "steps": int(data.x.shape[1]),
         "mismatching_spikes_per_layer": mm.spikes_per_layer, "mismatching_spikes": mm.spikes,
         "mismatching_readout_values": mm.readout_values, "first_mismatch": mm.first,
         "spikes_per_layer": [int(s.sum()) for s in integer.hidden_spikes],
@@ -228,14 +250,14 @@ def verify(checkpoint: str | None, nir_path: str, data_source: str, n: int | Non
         "samples_per_s": {"integer": n / t_int, "lava": n / t_lava},
         "raster_png": png,
     }
-    image = plot_rasters(png, integer.hidden_spikes, lava.hidden_spikes, 0,
-                         title=f"{Path(nir_path).name}: Lava vs integer simulator, test sample 0")
+    image = plot_rasters(png, integer.hidden_spikes, lava_hidden, 0,
+                         title=f"{Path(head['nir']).name}: {lava_name} vs integer simulator, test sample 0")
     write_together([(png, image), (js, json_bytes(report))])
     for li, (m, s, slots) in enumerate(zip(mm.spikes_per_layer, report["spikes_per_layer"],
                                            report["spike_slots_per_layer"])):
         log(f"hidden layer {li}: {m} mismatching spikes ({s} spikes in {slots} neuron-steps)")
     log(f"readout: {mm.readout_values} mismatching voltages ({integer.readout_v.size} values)")
-    log(f"speed: integer simulator {n / t_int:.1f} samples/s, Lava {n / t_lava:.2f} samples/s")
+    log(f"speed: integer simulator {n / t_int:.1f} samples/s, {lava_name} {n / t_lava:.2f} samples/s")
     log(f"wrote {png} and {js}")
     return report
 

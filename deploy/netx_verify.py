@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 from tqdm import tqdm
 
-from crsnn.atomic_write import check_writable, json_bytes, write_together
+from crsnn.atomic_write import check_writable
 
 
 def verify_netx(checkpoint: str, netx_path: str, data_source: str, n: int | None, out_prefix: str, chunk: int = 32,
@@ -27,11 +26,10 @@ def verify_netx(checkpoint: str, netx_path: str, data_source: str, n: int | None
     the report of :func:`crsnn.deploy.cli.verify` (``nir`` names the netx file)."""
     import torch
 
-    from crsnn.deploy.cli import CommandError, _progress_runner
-    from crsnn.deploy.evaluate import EvalDataError, binning_from_metadata, load_test_set, plot_rasters, predict
+    from crsnn.deploy.cli import CommandError, _progress_runner, verify_report
+    from crsnn.deploy.evaluate import EvalDataError, binning_from_metadata, load_test_set
     from crsnn.deploy.netx_run import run_netx
     from crsnn.export.netx_writer import NetxExportError, netx_metadata, read_netx, same_arithmetic
-    from crsnn.sim.compare import compare_runs
     from crsnn.train.checkpoint import CheckpointError, load_checkpoint
 
     png, js = f"{out_prefix}.png", f"{out_prefix}.json"
@@ -74,28 +72,6 @@ def verify_netx(checkpoint: str, netx_path: str, data_source: str, n: int | None
         bar.close()
     t_lava = time.perf_counter() - t0
     lava_hidden = [np.concatenate([h[li] for h in hidden]) for li in range(len(net.hidden))]
-    lava_v = np.concatenate(volts)
-    mm = compare_runs(integer.hidden_spikes, integer.readout_v, lava_hidden, lava_v)
-    acc = {"float": float((float_pred == data.y).mean()),
-           "integer": float((predict(integer.readout_v, meta) == data.y).mean()),
-           "lava": float((predict(lava_v, meta) == data.y).mean())}
-    report = {
-        "checkpoint": str(checkpoint), "nir": str(netx_path), "format": "netx", "data": str(data_source),
-        "samples": n, "binning": binning, "steps": int(data.x.shape[1]),
-        "mismatching_spikes_per_layer": mm.spikes_per_layer, "mismatching_spikes": mm.spikes,
-        "mismatching_readout_values": mm.readout_values, "first_mismatch": mm.first,
-        "spikes_per_layer": [int(s.sum()) for s in integer.hidden_spikes],
-        "spike_slots_per_layer": [int(s.size) for s in integer.hidden_spikes],
-        "accuracy": acc, "seconds": {"integer": t_int, "lava": t_lava},
-        "samples_per_s": {"integer": n / t_int, "lava": n / t_lava}, "raster_png": png,
-    }
-    image = plot_rasters(png, integer.hidden_spikes, lava_hidden, 0,
-                         title=f"{Path(netx_path).name}: lava-dl netx vs integer simulator, test sample 0")
-    write_together([(png, image), (js, json_bytes(report))])
-    for li, (m, s, slots) in enumerate(zip(mm.spikes_per_layer, report["spikes_per_layer"],
-                                           report["spike_slots_per_layer"])):
-        log(f"hidden layer {li}: {m} mismatching spikes ({s} spikes in {slots} neuron-steps)")
-    log(f"readout: {mm.readout_values} mismatching voltages ({integer.readout_v.size} values)")
-    log(f"speed: integer simulator {n / t_int:.1f} samples/s, lava-dl netx on Lava {n / t_lava:.2f} samples/s")
-    log(f"wrote {png} and {js}")
-    return report
+    head = {"checkpoint": str(checkpoint), "nir": str(netx_path), "format": "netx"}
+    return verify_report(head, data_source, data, binning, meta, float_pred, (integer, t_int),
+                         (lava_hidden, np.concatenate(volts), t_lava), "lava-dl netx on Lava", (png, js), log)

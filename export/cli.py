@@ -113,13 +113,7 @@ def _export(args: argparse.Namespace) -> int:
                           "approximately (crsnn-import)")
     check_writable(args.out)
     model, info, net = integer_network_of(args.checkpoint)
-    dt = args.dt if args.dt is not None else info.get("dt")
-    if dt is None:
-        raise ExportError(f"{args.checkpoint}: the checkpoint records no time step; pass --dt SECONDS")
-    if not dt > 0:
-        raise ExportError(f"{args.checkpoint}: its time step {dt} is not positive; pass --dt SECONDS")
-    meta = _scalar_metadata({k: v for k, v in info.items() if k not in ("path", "history")})
-    meta["dt"] = float(dt)
+    dt, meta = time_step_and_metadata(args, info)
     try:
         if args.portable:
             from crsnn.export.portable import to_portable_nir
@@ -132,17 +126,35 @@ def _export(args: argparse.Namespace) -> int:
     path = write_nir_atomic(graph, args.out)
     print(format_report(network_report(net)))
     print(f"wrote {path} ({path.stat().st_size / 1024:.1f} KiB, {len(graph.nodes)} nodes, dt = {dt} s)")
-    if args.check:
-        try:
-            compared, spikes, readout = check_export(model, path, n_samples=args.check_samples)
-        except NIRImportError as exc:
-            print(f"crsnn-export: error: --check could not re-read {path}: {exc}", file=sys.stderr)
-            return 1
-        ok = spikes == 0 and readout == 0 and compared > 0
-        print(f"check: {compared} spike slots compared, {spikes} mismatching spikes, {readout} mismatching readout "
-              f"values: {'OK' if ok else 'FAILED'}")
-        return 0 if ok else 1
-    return 0
+    return run_check(model, path, args.check_samples) if args.check else 0
+
+
+def time_step_and_metadata(args: argparse.Namespace, info: dict[str, Any]) -> tuple[float, dict[str, Any]]:
+    """The export's time step (seconds: ``--dt``, else the checkpoint's) and the graph metadata
+    (the checkpoint's scalar facts plus ``dt``). Raises :class:`ExportError` without a positive one."""
+    dt = args.dt if args.dt is not None else info.get("dt")
+    if dt is None:
+        raise ExportError(f"{args.checkpoint}: the checkpoint records no time step; pass --dt SECONDS")
+    if not dt > 0:
+        raise ExportError(f"{args.checkpoint}: its time step {dt} is not positive; pass --dt SECONDS")
+    meta = _scalar_metadata({k: v for k, v in info.items() if k not in ("path", "history")})
+    meta["dt"] = float(dt)
+    return float(dt), meta
+
+
+def run_check(model: Any, path: Path, samples: int, loader: Any = load_nir,
+              unreadable: tuple[type[Exception], ...] = (NIRImportError,)) -> int:
+    """``--check``: re-read ``path`` (with ``loader``, default the NIR reader), compare it with the
+    model on ``samples`` random inputs, print the result line; exit status 0 (identical) or 1."""
+    try:
+        compared, spikes, readout = check_export(model, path, n_samples=samples, loader=loader)
+    except unreadable as exc:
+        print(f"crsnn-export: error: --check could not re-read {path}: {exc}", file=sys.stderr)
+        return 1
+    ok = spikes == 0 and readout == 0 and compared > 0
+    print(f"check: {compared} spike slots compared, {spikes} mismatching spikes, {readout} mismatching readout "
+          f"values: {'OK' if ok else 'FAILED'}")
+    return 0 if ok else 1
 
 
 def main(argv: list[str] | None = None) -> int:

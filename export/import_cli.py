@@ -185,6 +185,8 @@ def _import(args: argparse.Namespace) -> int:
                    metadata=_metadata(Path(args.graph), g, args.dt, args.time_unit,
                                       {"dt": float(args.dt), "max_time": float(args.max_time),
                                        "channel_group": int(args.channel_group)} if args.data else None))
+    if args.dt is None:  # time in steps: the graph states no step length (binning must then be given)
+        del graph.metadata["dt"]
     report = {"source": str(args.graph), "out": str(args.out), "dt": args.dt, "time_unit": args.time_unit,
               "normalisation": notes, "quantization": rows, "fidelity": fid}
     items = [(args.out, nir_bytes(graph))] + ([(args.json, json_bytes(report))] if args.json else [])

@@ -7,7 +7,6 @@ its integer simulation with the checkpoint's quantization-aware forward pass on 
 from __future__ import annotations
 
 import argparse
-import sys
 
 from crsnn.atomic_write import check_writable
 from crsnn.export.netx_writer import NetxExportError, netx_problems, read_netx, write_netx_atomic
@@ -16,18 +15,14 @@ from crsnn.export.netx_writer import NetxExportError, netx_problems, read_netx, 
 def export_netx(args: argparse.Namespace) -> int:
     """The ``--format netx`` branch of ``crsnn-export`` (``args`` as its parser makes them)."""
     from crsnn.deploy.report import format_report, network_report
-    from crsnn.export.cli import ExportError, _scalar_metadata, check_export, integer_network_of
+    from crsnn.export.cli import ExportError, integer_network_of, run_check, time_step_and_metadata
 
     check_writable(args.out)
     model, info, net = integer_network_of(args.checkpoint)
-    dt = args.dt if args.dt is not None else info.get("dt")
-    if dt is None or not dt > 0:
-        raise ExportError(f"{args.checkpoint}: the checkpoint records no positive time step; pass --dt SECONDS")
+    dt, meta = time_step_and_metadata(args, info)
     problems = netx_problems(net)
     if problems:
         raise ExportError(f"{args.checkpoint}: netx cannot express this network: {'; '.join(problems)}")
-    meta = _scalar_metadata({k: v for k, v in info.items() if k not in ("path", "history")})
-    meta["dt"] = float(dt)
     try:
         path = write_netx_atomic(net, args.out, float(dt), meta)
     except NetxExportError as exc:
@@ -35,14 +30,4 @@ def export_netx(args: argparse.Namespace) -> int:
     print(format_report(network_report(net)))
     print(f"wrote {path} ({path.stat().st_size / 1024:.1f} KiB, lava-dl netx: {len(net.layers) + 1} layers, "
           f"dt = {dt} s)")
-    if args.check:
-        try:
-            compared, spikes, readout = check_export(model, path, n_samples=args.check_samples, loader=read_netx)
-        except NetxExportError as exc:
-            print(f"crsnn-export: error: --check could not re-read {path}: {exc}", file=sys.stderr)
-            return 1
-        ok = spikes == 0 and readout == 0 and compared > 0
-        print(f"check: {compared} spike slots compared, {spikes} mismatching spikes, {readout} mismatching readout "
-              f"values: {'OK' if ok else 'FAILED'}")
-        return 0 if ok else 1
-    return 0
+    return run_check(model, path, args.check_samples, read_netx, (NetxExportError,)) if args.check else 0

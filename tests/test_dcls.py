@@ -20,6 +20,8 @@ from crsnn.sim.random_networks import random_input, random_network
 from crsnn.sim.torch_sim import simulate_torch
 from crsnn.train.synthetic import DelayTask
 
+from briefly_trained import train_steps
+
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
@@ -180,23 +182,11 @@ def _briefly_trained(recurrent: list[bool], bits: int = 0, seed: int = 0):
                                     max_delay=8, delay_init=["uniform", 0, 12], sigma0=3.0, dropout=0.1,
                                     input_message_bits=bits))
     d0 = model.layers[0].ff_delays.detach().clone()
-    opt = torch.optim.Adam([{"params": g["params"], "lr": 0.3 if g["name"] == "delays" else 1e-2}
-                            for g in model.param_groups(kernel_scale=1.0)])
     x, y = TASK.generate(8 * 32, seed=seed)
     x, y = torch.from_numpy(x), torch.from_numpy(y)
     if bits:
         x = torch.clamp(x * 2, max=2**bits - 1)
-    model.train()
-    for step in range(8):  # 4 float steps, then 4 QAT steps
-        model.set_qat(step >= 4)
-        model.set_epoch(step, 8)
-        sl = slice(32 * step, 32 * (step + 1))
-        loss = F.cross_entropy(model.logits(model(x[sl])), y[sl])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        model.clamp_delays_()
-    return model.eval(), d0
+    return train_steps(model, x, y), d0
 
 
 @pytest.mark.parametrize("recurrent,bits", [([False, False], 0), ([False, True], 3)])

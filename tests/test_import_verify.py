@@ -51,3 +51,25 @@ def test_verify_without_checkpoint_needs_the_binning(tmp_path, capsys):
     assert verify_main([str(src), "--data", DATA, "--max-time", "1", "--channel-group", "1",
                         "--out", str(tmp_path / "v")]) == 2
     assert "--graph-dt SECONDS" in capsys.readouterr().err
+
+
+def test_graph_imported_in_steps_states_no_step_length(tmp_path, capsys):
+    """``crsnn-import --time-unit steps`` without ``--dt``: the output names no step length (no
+    ``dt`` in its metadata), so a check without a checkpoint asks for the binning instead of
+    binning the data at a made-up step."""
+    import nir
+
+    src, out = tmp_path / "snn.nir", tmp_path / "steps_crsnn.nir"
+    export(snntorch_net("leaky"), src)
+    g = nir.read(str(src))
+    for node in g.nodes.values():  # the same graph with its time constants counted in steps
+        if hasattr(node, "tau"):
+            node.tau = node.tau / DT
+    nir.write(str(tmp_path / "steps.nir"), g)
+    assert import_main([str(tmp_path / "steps.nir"), str(out), "--time-unit", "steps"]) == 0
+    assert "dt" not in nir.read(str(out)).metadata
+    capsys.readouterr()
+    assert verify_main([str(out), "--data", DATA, "--max-time", "1", "--channel-group", "1",
+                        "--out", str(tmp_path / "v")]) == 2
+    err = capsys.readouterr().err
+    assert "without a checkpoint the data binning must be given" in err and "--dt SECONDS" in err

@@ -7,12 +7,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from crsnn import loihi2 as L2
 from crsnn.models.network import ModelConfig, build_model
 from crsnn.sim.integer_sim import simulate
 from crsnn.train.synthetic import DelayTask
+
+from briefly_trained import train_steps
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -40,22 +41,8 @@ def _briefly_trained(variant: str, seed: int = 0):
         for layer in model.layers:
             layer.weight.mul_(gain)
     init_delays = [l.delays.detach().clone() for l in model.layers if l.recurrence]
-    opt = torch.optim.Adam([{"params": g["params"], "lr": 0.3 if g["name"] == "delays" else 1e-2}
-                            for g in model.param_groups(kernel_scale=1.0)])
     x, y = TASK.generate(8 * 32, seed=seed)
-    x, y = torch.from_numpy(x), torch.from_numpy(y)
-    model.train()
-    for step in range(8):  # 4 float steps, then 4 QAT steps
-        model.set_qat(step >= 4)
-        model.set_epoch(step, 8)
-        sl = slice(32 * step, 32 * (step + 1))
-        loss = F.cross_entropy(model.logits(model(x[sl])), y[sl])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        model.clamp_delays_()
-    model.eval()
-    return model, init_delays
+    return train_steps(model, torch.from_numpy(x), torch.from_numpy(y)), init_delays
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
