@@ -23,9 +23,13 @@ bench: setup  # every figure of the README results table; about 90 min on 2 core
 	$(PY) bench/sim_vs_lava.py
 	$(PY) bench/crsnn_vs_delrec.py
 	$(PY) bench/train_speed.py
+	$(PY) bench/qat_speed.py
+	$(PY) bench/vs_published.py
 	$(PY) bench/accuracy.py
 	$(PY) bench/ablation_delays.py
 	$(PY) bench/gap_defaults.py --jobs 2
+	$(PY) bench/dcls_speed.py
+	$(PY) bench/dcls_accuracy.py --jobs 2
 	FSDD_RECORDINGS=$(FSDD_RECORDINGS) $(PY) bench/fsdd.py --jobs 2
 	$(PY) bench/results_table.py --readme
 

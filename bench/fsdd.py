@@ -9,12 +9,14 @@ last quarter of the epochs):
 - ``crsnn-frozen``: the same random initial delays, never updated (``--lr-delay 0``);
 - ``crsnn-nodelay``: every delay 0 (recurrent latency 1 step), no spread;
 - ``delrec``: dense recurrence with learned delays;
-- ``ff``: no recurrence.
+- ``ff``: no recurrence;
+- ``dcls``: no recurrence, one learned delay per feedforward synapse (0..25 steps);
+- ``dcls-frozen``: the same random initial synaptic delays, never updated.
 
 The recordings are encoded once per fold with ``crsnn-data encode ... --test-speakers S`` into
-``runs/bench/fsdd/<S>/`` (reused afterwards). Figures: float and integer (deployed arithmetic) test
-accuracy per fold, mean +- std over folds (and seeds); JSON in ``bench/results/fsdd.json``; plots of
-the accuracy per fold and of the learned delays in ``docs/``.
+``runs/bench/fsdd/folds/<encode options>/<S>/`` (reused afterwards). Figures: float and integer
+(deployed arithmetic) test accuracy per fold, mean +- std over folds (and seeds); JSON in
+``bench/results/fsdd.json``; plots of the accuracy per fold and of the learned delays in ``docs/``.
 
     .venv/bin/python bench/fsdd.py --recordings FSDD/recordings [--models crsnn delrec ff]
                                    [--seeds 0] [--epochs 30] [--jobs 2]
@@ -36,15 +38,21 @@ from tqdm import tqdm
 
 LABEL_PATTERN = r"^(\d+)_"
 SPEAKER_PATTERN = r"^\d+_([a-z]+)_"
+#: ``crsnn-data encode`` options of the folds (their folder is named after them, so that folds
+#: encoded otherwise, and the trainings on them, are never reused for these figures).
+ENCODE_OPTIONS = ["--trim-db", "20"]
 VARIANTS = {
     "crsnn": ["--model", "crsnn"],
     "crsnn-frozen": ["--model", "crsnn", "--lr-delay", "0"],
     "crsnn-nodelay": ["--model", "crsnn", "--delay-init", "constant:0", "--lr-delay", "0", "--sigma0", "0"],
     "delrec": ["--model", "delrec"],
     "ff": ["--model", "ff"],
+    "dcls": ["--model", "dcls"],
+    "dcls-frozen": ["--model", "dcls", "--lr-delay", "0"],
 }
 NAMES = {"crsnn": "CRSNN", "crsnn-frozen": "CRSNN, frozen random delays", "crsnn-nodelay": "CRSNN, no delays",
-         "delrec": "DelRec", "ff": "feedforward"}
+         "delrec": "DelRec", "ff": "feedforward", "dcls": "DCLS-style synaptic delays",
+         "dcls-frozen": "synaptic delays frozen at random"}
 
 
 def speakers_in(recordings: Path) -> list[str]:
@@ -61,7 +69,7 @@ def encode_fold(recordings: Path, speaker: str, folder: Path) -> Path:
         return folder
     cmd = [sys.executable, "-m", "crsnn.train.data.cli", "encode", str(recordings), "--out", str(folder),
            "--label-pattern", LABEL_PATTERN, "--speaker-pattern", SPEAKER_PATTERN, "--test-speakers", speaker,
-           "--quiet"]
+           *ENCODE_OPTIONS, "--quiet"]
     subprocess.run(cmd, check=True)
     return folder
 
@@ -113,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("give --recordings FOLDER (or set FSDD_RECORDINGS) with the FSDD WAV files")
 
     speakers = args.speakers or speakers_in(args.recordings)
-    data_root = WORK / "fsdd"
+    data_root = WORK / "fsdd" / "folds" / "_".join(o.lstrip("-") for o in ENCODE_OPTIONS)
     folds = {s: encode_fold(args.recordings, s, data_root / s) for s in tqdm(speakers, desc="encoding", unit="fold")}
     common = ["--recipe", args.recipe, "--threads", "1", "--no-progress", *args.extra]
     if args.epochs:

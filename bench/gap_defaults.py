@@ -23,6 +23,19 @@ TASK = "synthetic:noise_rate=0.002"
 PREVIOUS = ["--lr", "1e-3", "--lr-kernel", "1e-3", "--dropout", "0.4", "--rec-dropout", "0.2",
             "--delay-init", "uniform:10:30", "--sigma0", "10"]
 SETTINGS = {"defaults": [], "previous defaults": PREVIOUS}
+WORK_DIR = WORK / "gap_defaults"
+
+
+def common_args(hidden: list[int], epochs: int) -> list[str]:
+    """The ``crsnn-train`` options every run of the gap-timing benchmarks shares."""
+    return ["--data", TASK, "--hidden", *map(str, hidden), "--epochs", str(epochs), "--threads", "1", "--no-progress"]
+
+
+def default_run(model: str, seed: int, hidden: list[int], epochs: int) -> dict:
+    """The log of ``crsnn-train --model MODEL`` with the current defaults (trained on first use;
+    shared with :mod:`dcls_accuracy`)."""
+    return train_run([*common_args(hidden, epochs), "--model", model, "--seed", str(seed)],
+                     WORK_DIR / f"default-{model}-seed{seed}.pt")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,15 +47,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", help="output JSON (default bench/results/gap_defaults.json)")
     args = ap.parse_args(argv)
 
-    work = WORK / "gap_defaults"
-    common = ["--data", TASK, "--hidden", *map(str, args.hidden), "--epochs", str(args.epochs), "--threads", "1",
-              "--no-progress"]
+    common = common_args(args.hidden, args.epochs)
     jobs = [(s, m, seed) for s in SETTINGS for m in ("crsnn", "delrec") for seed in args.seeds]
 
     def one(job):
         s, m, seed = job
-        tag = f"{'prev' if SETTINGS[s] else 'default'}-{m}-seed{seed}"
-        return job, train_run([*common, "--model", m, *SETTINGS[s], "--seed", str(seed)], work / f"{tag}.pt")
+        if not SETTINGS[s]:
+            return job, default_run(m, seed, args.hidden, args.epochs)
+        return job, train_run([*common, "--model", m, *SETTINGS[s], "--seed", str(seed)],
+                              WORK_DIR / f"prev-{m}-seed{seed}.pt")
 
     runs: dict = {}
     with ThreadPoolExecutor(args.jobs) as pool:

@@ -30,6 +30,35 @@ def _pm(m: float, s: float) -> str:
     return f"{100 * m:.1f} ± {100 * s:.1f} %"
 
 
+def _vs_published_row(r: dict) -> str:
+    """Row (h): speed-ups over the published DelRec (ratios of median times), per layer width, on
+    one thread (the JSON also holds the runs on all the machine's threads)."""
+    med = {(x["threads"], x["n"], x["mode"], x["sigma"], x["model"]): x["median_s"] for x in r["rows"]}
+    one = min(r["threads"])
+    tsig = r["train_sigmas"][-1] if r["train_sigmas"] else None
+    targets = {(t["threads"], t["n"], t["model"]): t for t in r["targets"]}
+
+    def up(n: int, model: str, mode: str = "inference", th: int = one) -> float:
+        sigma = r["sigma"] if mode == "inference" else tsig
+        return med[(th, n, mode, sigma, "published_delrec")] / med[(th, n, mode, sigma, model)]
+
+    cells = []
+    for n in sorted({x["n"] for x in r["rows"]}):
+        c = f"N = {n}: crsnn CRSNN float **{up(n, 'crsnn_float'):.1f}×**"
+        t = targets.get((one, n, "crsnn_float"))
+        if t:
+            c += f" (paper {t['target']:g}×: {'met' if t['met'] else 'not met'})"
+        c += (f", QAT {up(n, 'crsnn_qat'):.1f}×, torch integer simulator {up(n, 'torch_sim'):.1f}×, crsnn DelRec "
+              f"{up(n, 'crsnn_delrec_float'):.1f}×, published CRSNN {up(n, 'published_crsnn'):.2f}×")
+        if tsig is not None:
+            c += (f"; training step CRSNN float {up(n, 'crsnn_float', 'train'):.1f}×, published CRSNN "
+                  f"{up(n, 'published_crsnn', 'train'):.2f}×")
+        cells.append(c)
+    return (f"| (h) inference speed over the published DelRec method (dense delay buffer over all L slots, "
+            f"re-implemented in `bench/published_layers.py`), 2 × N, T = {r['steps']}, batch {r['batch']}, {one} "
+            f"thread, median of {r['repeat']} | {'; '.join(cells)} | `{r['command']}` |")
+
+
 def render() -> str:
     out, missing, machines = [], [], {}
     row = out.append
@@ -76,8 +105,18 @@ def render() -> str:
             parts.append(f"{'CRSNN' if model == 'crsnn' else 'DelRec'} float {fl[0]['train_samples_per_s']:.0f}–"
                          f"{fl[-1]['train_samples_per_s']:.0f} (σ = {fl[0]['sigma']:g} → {fl[-1]['sigma']:g}), "
                          f"QAT {q['train_samples_per_s']:.0f}")
+        cmds = f"`{r['command']}`"
+        q = _load("qat_speed")
+        if q:
+            by = {x["model"]: x for x in q["rows"]}
+            parts[-1] += (f". QAT / float time, side by side ({' × '.join(map(str, q['hidden']))}, train mode with "
+                          f"dropout): forward ×{by['crsnn']['forward_ratio']:.2f} CRSNN, "
+                          f"×{by['delrec']['forward_ratio']:.2f} DelRec; forward + backward "
+                          f"×{by['crsnn']['step_ratio']:.2f}, ×{by['delrec']['step_ratio']:.2f} (shared 2-core machine, "
+                          "noisy)")
+            cmds += f", `{q['command']}`"
         row(f"| (c) training throughput, {size}, T = {r['steps']}, batch {r['batch']}, {r['threads']} thread "
-            f"| samples/s: {'; '.join(parts)} | `{r['command']}` |")
+            f"| samples/s: {'; '.join(parts)} | {cmds} |")
     else:
         missing.append("train_speed")
     r = _load("ablation_delays")
@@ -107,8 +146,8 @@ def render() -> str:
     r = _load("fsdd")
     if r:
         machines[r["machine"]["cpu"]] = r["machine"]
-        names = {"crsnn": "CRSNN", "crsnn-frozen": "CRSNN, frozen random delays", "crsnn-nodelay": "CRSNN, no delays",
-                 "delrec": "DelRec", "ff": "feedforward"}
+        from fsdd import NAMES as names
+
         cells = "; ".join(f"{names[v]} **{_pm(x['integer_mean'], x['integer_std'])}** (float "
                           f"{_pm(x['float_mean'], x['float_std'])})" for v, x in r["rows"].items())
         row(f"| (f) real speech, unseen speakers: FSDD leave-one-speaker-out ({len(r['speakers'])} folds, seeds "
@@ -126,6 +165,40 @@ def render() -> str:
             f"{', '.join(map(str, r['seeds']))} (integer test accuracy) | {cells} | `{r['command']}` |")
     else:
         missing.append("gap_defaults")
+    r = _load("vs_published")
+    if r:
+        machines[r["machine"]["cpu"]] = r["machine"]
+        row(_vs_published_row(r))
+    else:
+        missing.append("vs_published")
+    r = _load("dcls_accuracy")
+    if r:
+        machines[r["machine"]["cpu"]] = r["machine"]
+        from dcls_accuracy import NAMES as dcls_names
+
+        cells = "; ".join(f"{dcls_names[m]} **{_pm(x['integer_mean'], x['integer_std'])}** ({x['parameters']:,} "
+                          f"parameters, {x['synops_per_sample']:,.0f} synaptic ops/sample)"
+                          for m, x in r["summary"].items())
+        row(f"| (i) per-synapse delays (`--model dcls`) on the gap-timing task, {' × '.join(map(str, r['hidden']))}, "
+            f"{r['epochs']} epochs, seeds {', '.join(map(str, r['seeds']))} (integer test accuracy) | {cells} "
+            f"| `{r['command']}` |")
+    else:
+        missing.append("dcls_accuracy")
+    r = _load("dcls_speed")
+    if r:
+        machines[r["machine"]["cpu"]] = r["machine"]
+        parts = []
+        for model in ("dcls", "crsnn"):
+            fl = sorted((x for x in r["rows"] if x["model"] == model and x["mode"] == "float"), key=lambda x: -x["sigma"])
+            q = next(x for x in r["rows"] if x["model"] == model and x["mode"] == "qat")
+            parts.append(f"{'DCLS-style' if model == 'dcls' else 'CRSNN'} train {fl[0]['train_samples_per_s']:.0f}–"
+                         f"{fl[-1]['train_samples_per_s']:.0f} (float), {q['train_samples_per_s']:.0f} (QAT); "
+                         f"inference {q['infer_samples_per_s']:.0f} (QAT)")
+        row(f"| (j) speed of per-synapse delays, {' × '.join(map(str, r['hidden']))}, max delay {r['max_delay']}, "
+            f"T = {r['steps']}, batch {r['batch']}, {r['threads']} thread | samples/s: {'; '.join(parts)} "
+            f"| `{r['command']}` |")
+    else:
+        missing.append("dcls_speed")
     for m in machines.values():
         row("")
         row(f"Measured on {m['cpu']}, {m['cpus_visible']} cores visible, Python {m['python']}, torch {m['torch']}, "
