@@ -83,7 +83,7 @@ def plot_folds(rows: dict, speakers: list[str], path: Path) -> Path:
 
     from crsnn.atomic_write import save_figure
 
-    fig, ax = plt.subplots(figsize=(8, 3.6))
+    fig, ax = plt.subplots(figsize=(10, 3.6))
     width = 0.8 / max(1, len(rows))
     x = np.arange(len(speakers))
     for i, (v, r) in enumerate(rows.items()):
@@ -93,7 +93,7 @@ def plot_folds(rows: dict, speakers: list[str], path: Path) -> Path:
     ax.set_ylabel("integer test accuracy (%)")
     ax.set_ylim(0, 100)
     ax.set_title("FSDD, leave one speaker out")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="mean over folds", title_fontsize=7)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     try:
