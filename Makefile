@@ -19,7 +19,7 @@ test-all: setup
 # The FSDD recordings (real speech, not shipped): override with `make bench FSDD_RECORDINGS=DIR`.
 FSDD_RECORDINGS ?= ../shared/data/fsdd/recordings
 
-bench: setup  # every figure of the README results table; about 90 min on 2 cores
+bench: setup  # every figure of the README results table; about 2 hours on 2 cores
 	$(PY) bench/sim_vs_lava.py
 	$(PY) bench/crsnn_vs_delrec.py
 	$(PY) bench/train_speed.py

@@ -11,7 +11,9 @@ last quarter of the epochs):
 - ``delrec``: dense recurrence with learned delays;
 - ``ff``: no recurrence;
 - ``dcls``: no recurrence, one learned delay per feedforward synapse (0..25 steps);
-- ``dcls-frozen``: the same random initial synaptic delays, never updated.
+- ``dcls-frozen``: the same random initial synaptic delays, never updated;
+- ``crsnn-dcls``: both: learned synaptic delays on the feedforward connections and the CRSNN's conv
+  recurrence with learned axonal delays.
 
 The recordings are encoded once per fold with ``crsnn-data encode ... --test-speakers S`` into
 ``runs/bench/fsdd/folds/<encode options>/<S>/`` (reused afterwards). Figures: float and integer
@@ -47,12 +49,14 @@ VARIANTS = {
     "crsnn-nodelay": ["--model", "crsnn", "--delay-init", "constant:0", "--lr-delay", "0", "--sigma0", "0"],
     "delrec": ["--model", "delrec"],
     "ff": ["--model", "ff"],
-    "dcls": ["--model", "dcls"],
-    "dcls-frozen": ["--model", "dcls", "--lr-delay", "0"],
+    "dcls": ["--model", "dcls", "--recurrent-layers", "none"],
+    "dcls-frozen": ["--model", "dcls", "--recurrent-layers", "none", "--lr-delay", "0"],
+    "crsnn-dcls": ["--model", "dcls", "--recurrent-layers", "all"],
 }
 NAMES = {"crsnn": "CRSNN", "crsnn-frozen": "CRSNN, frozen random delays", "crsnn-nodelay": "CRSNN, no delays",
          "delrec": "DelRec", "ff": "feedforward", "dcls": "DCLS-style synaptic delays",
-         "dcls-frozen": "synaptic delays frozen at random"}
+         "dcls-frozen": "synaptic delays frozen at random",
+         "crsnn-dcls": "CRSNN + synaptic delays"}
 
 
 def speakers_in(recordings: Path) -> list[str]:
@@ -143,13 +147,13 @@ def main(argv: list[str] | None = None) -> int:
                                          "train_seconds": sum(e["time_s"] for e in log["epochs"])}
     print(f"\nFSDD leave-one-speaker-out ({', '.join(speakers)}), recipe {args.recipe}, seeds {args.seeds}: "
           "test accuracy on the held-out speaker, mean +- std over folds and seeds")
-    print(f"{'model':<30}{'float':>16}{'integer':>16}   per fold (integer)")
+    print(f"{'model':<34}{'float':>16}{'integer':>16}   per fold (integer)")
     for v, r in rows.items():
         runs = [x for f in r["folds"].values() for x in f.values()]
         r["float_mean"], r["float_std"] = mean_std([x["float"] for x in runs])
         r["integer_mean"], r["integer_std"] = mean_std([x["integer"] for x in runs])
         per = " ".join(f"{100 * np.mean([x['integer'] for x in r['folds'][s].values()]):5.1f}" for s in speakers)
-        print(f"{NAMES[v]:<30}{100 * r['float_mean']:>8.2f} +- {100 * r['float_std']:4.2f}"
+        print(f"{NAMES[v]:<34}{100 * r['float_mean']:>8.2f} +- {100 * r['float_std']:4.2f}"
               f"{100 * r['integer_mean']:>8.2f} +- {100 * r['integer_std']:4.2f}   {per}")
     plots = {}
     if args.plots:
