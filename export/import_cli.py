@@ -32,8 +32,8 @@ from crsnn.atomic_write import check_writable, json_bytes, write_together
 from crsnn.cli_errors import run_command
 from crsnn.cli_types import CommandParser, float_range, positive_float, positive_int, probability, seed
 from crsnn.export.nir_float_ref import fidelity, populations, quantization_summary
-from crsnn.export.nir_foreign import implied_dt, is_crsnn_graph, load_foreign_graph, normalize_foreign
-from crsnn.export.nir_reader import NIRImportError, load_nir
+from crsnn.export.nir_foreign import implied_dt, is_crsnn_graph, normalize_foreign
+from crsnn.export.nir_reader import NIRImportError, load_nir, read_graph
 from crsnn.export.nir_writer import FORMAT, nir_bytes, to_nir
 from crsnn.models.integer import IntegerNetwork
 
@@ -158,7 +158,7 @@ def import_graph(source: str | Path | nir.NIRGraph, dt: float | None, time_unit:
 
     ``dt``: one step in seconds; with ``time_unit='seconds'`` the graph's time constants are divided
     by it, with ``'steps'`` they are taken as steps. Raises :class:`NIRImportError` (one line)."""
-    g = load_foreign_graph(source)
+    g = read_graph(source)
     if is_crsnn_graph(g):
         raise NIRImportError(f"{source}: already a {FORMAT} graph (written by crsnn-export); use it as it is")
     if time_unit == "seconds" and dt is None:

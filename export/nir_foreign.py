@@ -31,7 +31,6 @@ refractory periods (when a node's metadata says so: NIR itself has no field for 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import h5py
@@ -351,16 +350,3 @@ def implied_dt(g: nir.NIRGraph) -> float | None:
     return None
 
 
-def load_foreign_graph(source: str | os.PathLike | nir.NIRGraph) -> nir.NIRGraph:
-    """A NIR graph from a file (NIR type check first, then :func:`read_tolerant`) or as given."""
-    if isinstance(source, nir.NIRGraph):
-        return source
-    path = Path(source)
-    if path.is_dir():
-        raise NIRImportError(f"{path}: is a folder, not a NIR file")
-    if not path.is_file():
-        raise NIRImportError(f"{path}: no such file")
-    try:
-        return nir.read(str(path))
-    except Exception:  # noqa: BLE001 - fall back to reading without NIR's type check
-        return read_tolerant(path)

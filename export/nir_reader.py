@@ -61,7 +61,7 @@ def read_graph(source: str | os.PathLike | nir.NIRGraph) -> nir.NIRGraph:
         return source
     path = Path(source)
     if path.is_dir():
-        raise NIRImportError(f"{path}: is a folder, not a NIR file; give the .nir file written by crsnn-export")
+        raise NIRImportError(f"{path}: is a folder, not a NIR file")
     if not path.is_file():
         raise NIRImportError(f"{path}: no such file")
     try:

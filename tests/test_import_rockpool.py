@@ -19,7 +19,8 @@ from rockpool.nn.modules.torch.nir import to_nir  # noqa: E402
 
 from crsnn.export.import_cli import main  # noqa: E402
 from crsnn.export.nir_float_ref import populations, simulate_float  # noqa: E402
-from crsnn.export.nir_foreign import load_foreign_graph, normalize_foreign  # noqa: E402
+from crsnn.export.nir_foreign import normalize_foreign  # noqa: E402
+from crsnn.export.nir_reader import read_graph  # noqa: E402
 
 DT = 1e-3
 N_IN, N_HID, N_OUT = 20, 32, 6
@@ -57,7 +58,7 @@ def test_rockpool_graph_gives_its_neurons_a_tenth_of_the_input():
     g = to_nir(net, torch.zeros(1, 1, N_IN))
     lif = g.nodes["1_LIFTorch"]
     assert np.all(np.asarray(lif.w_in) == 1) and np.all(np.asarray(lif.v_reset) == 0) and not lif.metadata
-    pops, _ = populations(normalize_foreign(load_foreign_graph(g), DT))
+    pops, _ = populations(normalize_foreign(read_graph(g), DT))
     x = (np.random.default_rng(0).random((2, 200, N_IN)) < 0.1).astype(np.float32)
     graph = simulate_float(pops, x).readout_v.ravel()
     _, _, rec = net(torch.from_numpy(x), record=True)
