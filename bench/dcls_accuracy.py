@@ -7,6 +7,8 @@ are reused: the same command trains them once). Variants, each ``crsnn-train`` w
 - ``dcls``: feedforward LIF layers with one learnable delay per synapse (``--model dcls``,
   integer delays 0..25 steps after QAT), no recurrence;
 - ``dcls-frozen``: the same random initial synaptic delays, never updated (``--lr-delay 0``);
+- ``dcls-netx``: ``dcls`` quantized within what lava-dl's netx format stores (``--target netx
+  --vth 64``: weight exponents -1..0, biases in steps of 64), i.e. exportable with ``--format netx``;
 - ``crsnn``, ``delrec``: recurrent, one learnable axonal delay per neuron.
 
 Per run: the integer (deployed) test accuracy of its best checkpoint; parameters; synaptic
@@ -30,10 +32,11 @@ from gap_defaults import TASK, WORK_DIR, common_args, default_run
 from tqdm import tqdm
 
 #: Options of the dcls variants on top of the defaults.
-DCLS = {"dcls": ["--model", "dcls"], "dcls-frozen": ["--model", "dcls", "--lr-delay", "0"]}
-MODELS = ("dcls", "dcls-frozen", "crsnn", "delrec")
+DCLS = {"dcls": ["--model", "dcls"], "dcls-frozen": ["--model", "dcls", "--lr-delay", "0"],
+        "dcls-netx": ["--model", "dcls", "--target", "netx", "--vth", "64"]}
+MODELS = ("dcls", "dcls-frozen", "dcls-netx", "crsnn", "delrec")
 NAMES = {"dcls": "DCLS-style synaptic delays", "dcls-frozen": "synaptic delays frozen at random",
-         "crsnn": "CRSNN", "delrec": "DelRec"}
+         "dcls-netx": "DCLS-style, netx profile", "crsnn": "CRSNN", "delrec": "DelRec"}
 
 
 def cost_of(checkpoint: Path, samples: int = 256) -> dict:
