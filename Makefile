@@ -16,8 +16,8 @@ test: setup
 test-all: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-# The FSDD recordings (real speech, not shipped): override with `make bench FSDD_RECORDINGS=DIR`.
-FSDD_RECORDINGS ?= ../shared/data/fsdd/recordings
+# The FSDD recordings (real speech, not shipped): `make bench FSDD_RECORDINGS=DIR` names their folder.
+FSDD_RECORDINGS ?= data/fsdd/recordings
 
 bench: setup  # every figure of the README results table; about 2 hours on 2 cores
 	$(PY) bench/sim_vs_lava.py

@@ -2,7 +2,7 @@
 
     python bench/encode_speed.py [WAV_DIR] [--files 200] [--workers 1] [--repeats 3] [--baseline REV] [--rev REV]
 
-``WAV_DIR`` (default ``../shared/data/fsdd/recordings``, the Free Spoken Digit Dataset) holds
+``WAV_DIR`` (default ``$FSDD_RECORDINGS``, else ``data/fsdd/recordings``: the Free Spoken Digit Dataset) holds
 ``{label}_*.wav`` files; a fixed, evenly spread subset of ``--files`` of them is linked into class
 folders (the layout every revision of the command reads) and encoded ``--repeats`` times by
 ``python -m crsnn.train.data.cli encode`` in a subprocess. With ``--baseline REV`` the same runs
@@ -85,7 +85,7 @@ def run_once(wavs: Path, out: Path, workers: int, pythonpath: Path | None) -> di
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("wav_dir", nargs="?", type=Path, default=REPO.parent / "shared" / "data" / "fsdd" / "recordings")
+    ap.add_argument("wav_dir", nargs="?", type=Path, default=Path(os.environ.get("FSDD_RECORDINGS", REPO / "data" / "fsdd" / "recordings")))
     ap.add_argument("--label-pattern", default=r"^(\d+)_")
     ap.add_argument("--files", type=int, default=200)
     ap.add_argument("--workers", type=int, default=1)
