@@ -45,7 +45,7 @@ pip_install --no-deps "${INTEROP_SPECS[@]}"
 PYTHONWARNINGS="ignore::UserWarning" pip_install --no-deps --no-build-isolation -e .
 "$VENV/bin/python" - <<'PY'
 import torch, numpy, lava, nir
-import snntorch.export_nir, snntorch.import_nir, norse.torch  # crsnn-import's test clients
+import snntorch.export_nir, snntorch.import_nir, norse.torch, rockpool.nn.modules.torch.nir  # crsnn-import's test clients
 assert torch.__version__.startswith("2.13.0"), f"torch was changed to {torch.__version__}"
 print(f"[setup] ok: torch {torch.__version__}, numpy {numpy.__version__}, nir {nir.__version__ if hasattr(nir, '__version__') else '?'}")
 PY

@@ -69,7 +69,7 @@ def test_portable_graph_means_the_integer_network(make):
 
 
 def test_snntorch_imports_a_portable_export_and_reproduces_its_spikes(tmp_path):
-    snn_import = pytest.importorskip("snntorch.import_nir")
+    import snntorch.import_nir as snn_import
     from snntorch import utils as snn_utils
 
     net = feedforward_net()
@@ -106,7 +106,7 @@ def test_norse_imports_a_portable_export_but_ignores_r(tmp_path):
     rarely. That ``r`` is the whole difference: with ``r`` folded into the weights and bias, Norse
     reproduces crsnn's spikes and readout voltage. Its output is the readout's spikes (never, the
     threshold is unreachable); the voltage is in its state."""
-    norse = pytest.importorskip("norse.torch")
+    import norse.torch as norse
 
     net = feedforward_net()
     nir.write(str(tmp_path / "p.nir"), to_portable_nir(net, dt=1e-3))

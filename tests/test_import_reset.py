@@ -33,7 +33,7 @@ def _same(a: nir.NIRGraph, b: nir.NIRGraph) -> bool:
 
 
 def test_snntorch_writes_subtract_and_zero_reset_alike():
-    snn = pytest.importorskip("snntorch")
+    import snntorch as snn
     from snntorch.export_nir import export_to_nir
 
     def graph(mech: str) -> nir.NIRGraph:
@@ -49,7 +49,7 @@ def test_snntorch_writes_subtract_and_zero_reset_alike():
 
 
 def test_norse_writes_subtract_and_value_reset_alike_and_drops_v_reset():
-    nt = pytest.importorskip("norse.torch")
+    import norse.torch as nt
     from norse.torch.functional.reset import reset_subtract, reset_value
     from norse.torch.utils.export_nir import to_nir
 

@@ -12,15 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("rockpool")
-from rockpool.nn.combinators import Sequential  # noqa: E402
-from rockpool.nn.modules import LIFTorch, LinearTorch  # noqa: E402
-from rockpool.nn.modules.torch.nir import to_nir  # noqa: E402
+from rockpool.nn.combinators import Sequential
+from rockpool.nn.modules import LIFTorch, LinearTorch
+from rockpool.nn.modules.torch.nir import to_nir
 
-from crsnn.export.import_cli import main  # noqa: E402
-from crsnn.export.nir_float_ref import populations, simulate_float  # noqa: E402
-from crsnn.export.nir_foreign import normalize_foreign  # noqa: E402
-from crsnn.export.nir_reader import read_graph  # noqa: E402
+from crsnn.export.import_cli import main
+from crsnn.export.nir_float_ref import populations, simulate_float
+from crsnn.export.nir_foreign import normalize_foreign
+from crsnn.export.nir_reader import read_graph
 
 DT = 1e-3
 N_IN, N_HID, N_OUT = 20, 32, 6

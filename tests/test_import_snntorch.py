@@ -12,16 +12,16 @@ import numpy as np
 import pytest
 import torch
 
-snn = pytest.importorskip("snntorch")
-from snntorch import utils as snn_utils  # noqa: E402
-from snntorch.export_nir import _extract_snntorch_module, export_to_nir  # noqa: E402
+import snntorch as snn  # a test dependency (scripts/setup.sh): missing = an error, not a skip
+from snntorch import utils as snn_utils
+from snntorch.export_nir import _extract_snntorch_module, export_to_nir
 
-from crsnn.export.import_cli import import_graph, main  # noqa: E402
-from crsnn.export.nir_float_ref import populations, simulate_float  # noqa: E402
-from crsnn.export.nir_foreign import normalize_foreign  # noqa: E402
-from crsnn.export.nir_reader import load_nir  # noqa: E402
-from crsnn.sim.integer_sim import simulate  # noqa: E402
-from crsnn.train.checkpoint import networks_equal  # noqa: E402
+from crsnn.export.import_cli import import_graph, main
+from crsnn.export.nir_float_ref import populations, simulate_float
+from crsnn.export.nir_foreign import normalize_foreign
+from crsnn.export.nir_reader import load_nir
+from crsnn.sim.integer_sim import simulate
+from crsnn.train.checkpoint import networks_equal
 
 DT = 1e-4  # the step snnTorch's exporter assumes
 N_IN, N_HID, N_OUT = 20, 32, 6

@@ -7,11 +7,10 @@ import json
 
 import pytest
 
-pytest.importorskip("snntorch")
-from test_import_snntorch import DT, N_IN, export, snntorch_net  # noqa: E402
+from test_import_snntorch import DT, N_IN, export, snntorch_net
 
-from crsnn.deploy.cli import verify_main  # noqa: E402
-from crsnn.export.import_cli import main as import_main  # noqa: E402
+from crsnn.deploy.cli import verify_main
+from crsnn.export.import_cli import main as import_main
 
 DATA = f"synthetic:train=4,valid=4,test=4,n_channels={N_IN},noise_rate=0.1"
 
