@@ -8,7 +8,7 @@ import platform
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
@@ -103,3 +103,17 @@ def _repo_relative(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [_repo_relative(v) for v in obj]
     return obj
+
+
+def round_robin(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str, list[float]]:
+    """Wall-clock seconds of each callable: one warm-up each, then ``repeat`` rounds in which every
+    callable runs once (in turn), so that load on a shared machine hits all of them alike."""
+    for fn in fns.values():
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeat):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    return times

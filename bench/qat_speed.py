@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
-from _common import write_result
+from _common import round_robin, write_result
 
 from crsnn.models.network import ModelConfig, build_model
 
@@ -45,15 +44,7 @@ def measure(model: str, hidden: list[int], steps: int, batch: int, repeat: int, 
 
     runs = {"float_forward": lambda: forward(False), "qat_forward": lambda: forward(True),
             "float_step": lambda: train_step(False), "qat_step": lambda: train_step(True)}
-    for fn in runs.values():  # warm-up
-        fn()
-    times: dict[str, list[float]] = {k: [] for k in runs}
-    for _ in range(repeat):
-        for k, fn in runs.items():
-            t0 = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t0)
-    best = {f"{k}_s": min(v) for k, v in times.items()}
+    best = {f"{k}_s": min(v) for k, v in round_robin(runs, repeat).items()}
     return {"model": model, **best, "forward_ratio": best["qat_forward_s"] / best["float_forward_s"],
             "step_ratio": best["qat_step_s"] / best["float_step_s"]}
 

@@ -37,7 +37,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from _common import write_result
+from _common import round_robin, write_result
 from published_layers import PublishedNet, buffer_length
 
 from crsnn.models.network import ModelConfig, SpikingNet, build_model
@@ -50,20 +50,6 @@ DROPOUT, REC_DROPOUT = 0.4, 0.2
 TARGETS = {256: 25.0, 1024: 52.0}
 INFER = ("published_delrec", "published_crsnn", "crsnn_float", "crsnn_qat", "crsnn_delrec_float", "torch_sim")
 TRAIN = ("published_delrec", "published_crsnn", "crsnn_float", "crsnn_delrec_float")
-
-
-def round_robin(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str, list[float]]:
-    """Wall-clock seconds of each callable: one warm-up each, then ``repeat`` rounds in which every
-    callable runs once (in turn)."""
-    for fn in fns.values():
-        fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeat):
-        for k, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t0)
-    return times
 
 
 def _models(n: int) -> dict[str, torch.nn.Module]:
