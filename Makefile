@@ -28,7 +28,7 @@ bench: setup  # every figure of the README results table; about 2 hours on 2 cor
 	$(PY) bench/accuracy.py
 	$(PY) bench/ablation_delays.py
 	$(PY) bench/gap_defaults.py --jobs 2
-	$(PY) bench/dcls_speed.py
+	$(PY) bench/train_speed.py --models crsnn dcls --hidden 128 128 --repeat 2 --name dcls_speed
 	$(PY) bench/dcls_accuracy.py --jobs 2
 	FSDD_RECORDINGS=$(FSDD_RECORDINGS) $(PY) bench/fsdd.py --jobs 2
 	$(PY) bench/results_table.py --readme
