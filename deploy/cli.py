@@ -179,19 +179,12 @@ def verify(checkpoint: str | None, nir_path: str, data_source: str, n: int | Non
                                "crsnn-verify MODEL.pt OUT.net.h5")
 
         return verify_netx(checkpoint, nir_path, data_source, n, out_prefix, chunk, binning_override, log, progress)
-    import torch
-
-    from crsnn.train.checkpoint import CheckpointError, load_checkpoint, networks_equal
+    from crsnn.train.checkpoint import networks_equal
 
     png, js = f"{out_prefix}.png", f"{out_prefix}.json"
     check_writable(js, make_parents=True)
     check_writable(png)
-    model = None
-    if checkpoint is not None:
-        try:
-            model, info = load_checkpoint(checkpoint, require_integer=True)
-        except CheckpointError as exc:
-            raise CommandError(str(exc)) from None
+    model = None if checkpoint is None else trained_model(checkpoint)
     net, meta = _load(nir_path, graph_dt, graph_time_unit)
     if model is not None and not networks_equal(net, model.to_integer()):
         raise CommandError(f"{nir_path} is not the integer network of {checkpoint} (re-export it with crsnn-export)")
@@ -199,21 +192,39 @@ def verify(checkpoint: str | None, nir_path: str, data_source: str, n: int | Non
         binning = _required_binning(nir_path, meta, binning_override or {})
     else:
         binning = binning_from_metadata(meta, **(binning_override or {}))
-    try:
-        data = load_test_set(data_source, net, binning, n)
-    except EvalDataError as exc:
-        raise CommandError(str(exc)) from None
-    n = len(data.y)
-    float_pred = None
-    if model is not None:
-        with torch.no_grad():
-            v_float = model.forward_float(torch.from_numpy(data.x)).double()
-            float_pred = model.logits(v_float).argmax(dim=1).numpy()
+    data = checked_test_set(data_source, net, binning, n)
+    float_pred = None if model is None else float_predictions(model, data.x)
     integer, t_int = _progress_runner(net, data.x, "sim", chunk, "integer simulator", progress)
     lava, t_lava = _progress_runner(net, data.x, "lava-cpu", chunk, "Lava (Loihi2SimCfg)", progress)
     head = {"checkpoint": None if checkpoint is None else str(checkpoint), "nir": str(nir_path)}
     return verify_report(head, data_source, data, binning, meta, float_pred, (integer, t_int),
                          (lava.hidden_spikes, lava.readout_v, t_lava), "Lava", (png, js), log)
+
+
+def trained_model(checkpoint: str) -> Any:
+    """The QAT-trained model of ``checkpoint`` (eval mode); a bad file is a :class:`CommandError`."""
+    from crsnn.train.checkpoint import CheckpointError, load_checkpoint
+
+    try:
+        return load_checkpoint(checkpoint, require_integer=True)[0]
+    except CheckpointError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def checked_test_set(data_source: str, net: Any, binning: dict[str, Any], n: int | None) -> Any:
+    """:func:`~crsnn.deploy.evaluate.load_test_set` with its data errors as :class:`CommandError`."""
+    try:
+        return load_test_set(data_source, net, binning, n)
+    except EvalDataError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def float_predictions(model: Any, x: np.ndarray) -> np.ndarray:
+    """The float model's predicted class per sample of ``x`` ((samples, steps, n_in) integers)."""
+    import torch
+
+    with torch.no_grad():
+        return model.logits(model.forward_float(torch.from_numpy(x)).double()).argmax(dim=1).numpy()
 
 
 def verify_report(head: dict[str, Any], data_source: str, data: Any, binning: dict[str, Any], meta: dict[str, Any],

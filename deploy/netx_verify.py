@@ -24,21 +24,16 @@ def verify_netx(checkpoint: str, netx_path: str, data_source: str, n: int | None
                 progress: bool = True) -> dict[str, Any]:
     """Float model, integer simulator and lava-dl netx on Lava on the same ``n`` test samples;
     the report of :func:`crsnn.deploy.cli.verify` (``nir`` names the netx file)."""
-    import torch
-
-    from crsnn.deploy.cli import CommandError, _progress_runner, verify_report
-    from crsnn.deploy.evaluate import EvalDataError, binning_from_metadata, load_test_set
+    from crsnn.deploy.cli import (CommandError, _progress_runner, float_predictions, checked_test_set, trained_model,
+                                  verify_report)
+    from crsnn.deploy.evaluate import binning_from_metadata
     from crsnn.deploy.netx_run import run_netx
     from crsnn.export.netx_writer import NetxExportError, netx_metadata, read_netx, same_arithmetic
-    from crsnn.train.checkpoint import CheckpointError, load_checkpoint
 
     png, js = f"{out_prefix}.png", f"{out_prefix}.json"
     check_writable(js, make_parents=True)
     check_writable(png)
-    try:
-        model, info = load_checkpoint(checkpoint, require_integer=True)
-    except CheckpointError as exc:
-        raise CommandError(str(exc)) from None
+    model = trained_model(checkpoint)
     net = model.to_integer()
     try:
         from_file = read_netx(netx_path)
@@ -49,14 +44,9 @@ def verify_netx(checkpoint: str, netx_path: str, data_source: str, n: int | None
                            "crsnn-export --format netx)")
     meta = netx_metadata(netx_path)
     binning = binning_from_metadata(meta, **(binning_override or {}))
-    try:
-        data = load_test_set(data_source, net, binning, n)
-    except EvalDataError as exc:
-        raise CommandError(str(exc)) from None
+    data = checked_test_set(data_source, net, binning, n)
     n = len(data.y)
-    with torch.no_grad():
-        v_float = model.forward_float(torch.from_numpy(data.x)).double()
-        float_pred = model.logits(v_float).argmax(dim=1).numpy()
+    float_pred = float_predictions(model, data.x)
     integer, t_int = _progress_runner(net, data.x, "sim", chunk, "integer simulator", progress)
     bar = tqdm(total=n, desc="lava-dl netx (Loihi2SimCfg)", unit="sample", file=sys.stderr, disable=not progress)
     t0 = time.perf_counter()
