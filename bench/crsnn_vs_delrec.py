@@ -7,7 +7,8 @@ DelRec, both with one axonal delay per neuron. Measures, on random input (``--st
 
 - torch inference (eval mode, no gradient) in the float mode (delays at their final spread) and in
   the QAT mode (the integer arithmetic that is deployed), samples per second;
-- the integer reference simulator (NumPy) on ``model.to_integer()``, samples per second.
+- the integer simulator (:func:`crsnn.sim.torch_sim.simulate_torch`, on the CPU its compiled loop) on
+  ``model.to_integer()``, samples per second.
 
 Parameters: recurrent parameters per layer (kernel + delays vs N^2 + delays) and the model total.
 
@@ -25,7 +26,7 @@ import torch
 from _common import write_result
 
 from crsnn.models.network import ModelConfig, build_model, parameter_counts
-from crsnn.sim.integer_sim import simulate
+from crsnn.sim.torch_sim import simulate_torch
 
 
 def _best(fn, repeat: int) -> float:
@@ -55,9 +56,9 @@ def measure(model: str, n: int, args) -> dict:
         out["torch_qat_samples_per_s"] = args.batch / _best(lambda: m(x), args.repeat)
         net = m.to_integer()
     xi = np.clip(x.numpy().astype(np.int64), 0, net.max_input())
-    res = simulate(net, xi)
+    res = simulate_torch(net, xi)
     out["hidden_firing_rates"] = [float(s.mean()) for s in res.hidden_spikes]
-    out["integer_sim_samples_per_s"] = args.batch / _best(lambda: simulate(net, xi, validate=False), args.repeat)
+    out["integer_sim_samples_per_s"] = args.batch / _best(lambda: simulate_torch(net, xi, validate=False), args.repeat)
     return out
 
 

@@ -376,9 +376,9 @@ def max_abs_accumulation(effective: np.ndarray, max_payload: int = 1) -> int:
     e = np.asarray(effective, dtype=np.int64)
     if e.size == 0:
         return 0
-    pos = np.where(e > 0, e, 0).sum(axis=1).max()
-    neg = np.where(e < 0, -e, 0).sum(axis=1).max()
-    return int(max(pos, neg)) * int(max_payload)
+    pos = np.maximum(e, 0).sum(axis=1)  # per row: sum of the positive weights
+    neg = pos - e.sum(axis=1)  # and of the negative ones' magnitudes
+    return int(max(pos.max(), neg.max())) * int(max_payload)
 
 
 def axonal_delay_latency(delay: int) -> int:

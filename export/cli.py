@@ -25,7 +25,7 @@ from crsnn.export.nir_reader import NIRImportError, load_nir
 from crsnn.export.nir_writer import to_nir, write_nir_atomic
 from crsnn.models.integer import IntegerNetwork, NetworkValidationError
 from crsnn.sim.compare import compare_runs
-from crsnn.sim.integer_sim import simulate
+from crsnn.sim.torch_sim import simulate_torch
 
 
 class ExportError(RuntimeError):
@@ -82,7 +82,7 @@ def check_export(model: Any, nir_path: Path, n_samples: int = 4, steps: int = 80
         v, hidden = model.qat_readout_int(torch.from_numpy(x), return_hidden=True)
     ref_hidden = [h.cpu().numpy().astype(bool) for h in hidden]
     ref_v = np.rint(v.cpu().numpy()).astype(np.int64)
-    got = simulate(net, x)
+    got = simulate_torch(net, x)
     mm = compare_runs(ref_hidden, ref_v, got.hidden_spikes, got.readout_v)
     return sum(int(s.size) for s in got.hidden_spikes), mm.spikes, mm.readout_values
 

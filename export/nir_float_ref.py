@@ -39,7 +39,7 @@ import numpy as np
 from crsnn import loihi2 as L2
 from crsnn.export.nir_reader import SPIKING, _structure
 from crsnn.models.integer import IntegerNetwork
-from crsnn.sim.integer_sim import simulate
+from crsnn.sim.torch_sim import simulate_torch
 
 
 @dataclass
@@ -212,7 +212,7 @@ def integer_aligned(net: IntegerNetwork, x: np.ndarray) -> tuple[list[np.ndarray
     x = np.asarray(x, dtype=np.int64)
     b, steps, n_in = x.shape
     lat = len(net.hidden) + 1
-    r = simulate(net, np.concatenate([x, np.zeros((b, lat, n_in), dtype=np.int64)], axis=1))
+    r = simulate_torch(net, np.concatenate([x, np.zeros((b, lat, n_in), dtype=np.int64)], axis=1))
     spikes = [s[:, li + 1: li + 1 + steps] for li, s in enumerate([*r.hidden_spikes, r.readout_spikes])]
     return spikes, r.readout_v[:, lat: lat + steps]
 

@@ -263,10 +263,10 @@ class SpikingNet(nn.Module):
 
     def forward_integer(self, x, net: IntegerNetwork | None = None) -> torch.Tensor:
         """Run the integer simulator; readout voltage (B, T, n_out) float64 in float units."""
-        from crsnn.sim.integer_sim import simulate
+        from crsnn.sim.torch_sim import simulate_torch
 
         net = net or self.to_integer()
-        v = simulate(net, self.clip_input_numpy(x)).readout_v
+        v = simulate_torch(net, self.clip_input_numpy(x)).readout_v
         return torch.from_numpy(v.astype(np.float64)) / float(self.config.readout_scale)
 
     # ---------------------------------------------------------------- optimisation helpers

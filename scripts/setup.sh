@@ -49,4 +49,7 @@ import snntorch.export_nir, snntorch.import_nir, norse.torch, rockpool.nn.module
 assert torch.__version__.startswith("2.13.0"), f"torch was changed to {torch.__version__}"
 print(f"[setup] ok: torch {torch.__version__}, numpy {numpy.__version__}, nir {nir.__version__ if hasattr(nir, '__version__') else '?'}")
 PY
+# The integer simulator's compiled CPU loop (built on first use anyway; without a C compiler the
+# simulator runs its torch operations: same results, slower).
+"$VENV/bin/python" -m crsnn.sim.native | sed 's/^/[setup] /' || echo "[setup] note: the simulator's compiled loop did not build (see above); it will run slower"
 echo "$want" > "$STAMP"

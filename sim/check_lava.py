@@ -93,7 +93,10 @@ def main(argv: list[str] | None = None) -> int:
             tqdm.write(f"net {i:3d} [{desc}, batch {st['batch']}, {st['spikes']} spikes]: {status}")
     print(f"hidden spikes compared: {total_slots} (of which {total_spikes} spikes, "
           f"{100.0 * total_spikes / max(1, total_slots):.1f} %); saturated/spiking readout values: {saturated}")
-    print(f"time: integer simulator ({device}) {sim_s:.2f} s, Lava {lava_s:.2f} s (incl. start-up)")
+    from crsnn.sim import native
+
+    path = "compiled loop" if device == "cpu" and native.enabled() else "torch operations"
+    print(f"time: integer simulator ({device}, {path}) {sim_s:.2f} s, Lava {lava_s:.2f} s (incl. start-up)")
     print(f"bit-exact: {exact}/{args.networks} networks, {spikes} mismatching spikes, {readout} mismatching readout values")
     return 0 if (exact == args.networks and spikes == 0 and readout == 0) else 1
 

@@ -1,6 +1,9 @@
 """The integer simulator in PyTorch, on CPU or CUDA: same inputs, outputs and arithmetic as
 :func:`crsnn.sim.integer_sim.simulate` (the readable NumPy reference), bit-exact with it and so
-with Lava, by construction.
+with Lava, by construction. On the CPU, :func:`simulate_torch` hands each layer's loop to the
+compiled, event-driven loop of :mod:`crsnn.sim.native` when it is available (several times
+faster: see its docstring); the torch operations below run on CUDA, and on a CPU without a C
+compiler.
 
 Same clock as :mod:`crsnn.sim.integer_sim`: input step t is integrated by layer 1 at step t + 1,
 every feedforward hop adds one step, a recurrent spike of neuron j at step t arrives at step
@@ -48,6 +51,7 @@ from crsnn import loihi2 as L2
 from crsnn.bounds import (  # noqa: F401 (FLOAT32_EXACT, FLOAT64_EXACT, sum_abs_bound: re-exported)
     FLOAT32_EXACT, FLOAT64_EXACT, exact_float32, shifted_bound, sum_abs_bound)
 from crsnn.models.integer import IntegerNetwork, Layer
+from crsnn.sim import native as native_sim
 from crsnn.sim.integer_sim import SimResult
 
 #: On the CPU, the per-step loop of a layer whose state has at most this many elements
@@ -256,8 +260,13 @@ def _run_layer(layer: Layer, src: torch.Tensor, max_input: int, steps: int, batc
 
 
 def simulate_torch(net: IntegerNetwork, x: np.ndarray | torch.Tensor, device: str | torch.device = "cpu",
-                   validate: bool = True) -> SimResult:
+                   validate: bool = True, native: bool | None = None) -> SimResult:
     """Run ``net`` on a batch with PyTorch on ``device`` (``"cpu"``, ``"cuda"`` or ``"auto"``).
+
+    ``native``: on the CPU, run each layer's loop compiled (:mod:`crsnn.sim.native`, same results,
+    several times faster) instead of torch operations. None (default): whenever it is
+    :func:`~crsnn.sim.native.enabled`; True: always (``RuntimeError`` if it cannot be built);
+    False: never. CUDA always runs the torch operations.
 
     ``x``: (batch, steps, n_in) integers (binary spikes, or graded payloads within
     ``net.input_message_bits``). Returns a :class:`~crsnn.sim.integer_sim.SimResult` of NumPy
@@ -276,6 +285,8 @@ def simulate_torch(net: IntegerNetwork, x: np.ndarray | torch.Tensor, device: st
         from crsnn.sim.integer_sim import simulate
 
         return simulate(net, x, validate=False)
+    if dev.type == "cpu" and native is not False and (native or native_sim.enabled()):
+        return native_sim.simulate_native(net, x)
     # (n_in, steps, batch), step t holding x[t - 1] (zero at t = 0): one product per layer
     xin = torch.empty((n_in, steps, batch), dtype=torch.float32, device=dev)
     xin[:, 0].zero_()

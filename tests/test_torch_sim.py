@@ -1,6 +1,8 @@
 """The torch integer simulator (crsnn.sim.torch_sim) equals the NumPy reference
 (crsnn.sim.integer_sim) bit for bit: on every random-network family, on trained models, on the
-float-state LIF rules and their wrap proofs, and on CUDA where a GPU is present."""
+float-state LIF rules and their wrap proofs, and on CUDA where a GPU is present. Every test runs
+twice on the CPU: through the compiled loop (crsnn.sim.native, what simulate_torch uses by
+default) and through the torch operations (what CUDA, and a CPU without a compiler, run)."""
 
 from __future__ import annotations
 
@@ -18,6 +20,19 @@ from crsnn.sim.random_networks import describe, random_crsnn, random_input, rand
 from crsnn.sim.torch_sim import exact_float32, resolve_device, simulate_torch
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(autouse=True, params=["compiled-loop", "torch-ops"])
+def cpu_path(request, monkeypatch):
+    """Which CPU path simulate_torch takes; the compiled loop must build here (no silent fallback)."""
+    from crsnn.sim import native
+
+    if request.param == "compiled-loop":
+        monkeypatch.delenv(native.ENV_SWITCH, raising=False)
+        assert native.enabled(), native.unavailable_reason()
+    else:
+        monkeypatch.setenv(native.ENV_SWITCH, "0")
+    return request.param
 
 
 def assert_same(a: SimResult, b: SimResult, what: str = "") -> None:

@@ -1,0 +1,330 @@
+"""The CPU integer simulator's fused layer loop: ``lif_layer.c``, compiled on first use, loaded
+with :mod:`ctypes`.
+
+Why C. The torch simulator (:mod:`crsnn.sim.torch_sim`) spends most of its CPU time between
+operations: per layer and step about 20 small tensor operations, each paying the dispatcher's
+overhead on a (neurons x batch) tensor of a few thousand elements. The C loop runs one layer
+for every step of a batch in one call: per step it adds only the weight columns of the sources
+that spiked (event-driven; spikes are sparse, so this beats a dense product), then updates the
+neurons with Lava's integer rules (:mod:`crsnn.loihi2`) in int64. Sums are int32, exact for
+every network :meth:`~crsnn.models.integer.IntegerNetwork.validate` accepts (checked again here). Same inputs, outputs and clock as :func:`crsnn.sim.integer_sim.simulate`; the tests
+compare the three simulators on random networks.
+
+Build. ``cc -O3 -march=native`` (``$CC`` if set; without ``-march=native`` where the compiler
+refuses it) into ``$CRSNN_CACHE_DIR`` (default ``$XDG_CACHE_HOME/crsnn`` or ``~/.cache/crsnn``),
+under a name that hashes the source, the flags and the CPU (a cache shared by different machines
+never loads a library built for another CPU); written atomically, so concurrent first uses (DDP
+ranks, parallel tests) are safe. No compiler, a failed build, or ``CRSNN_NATIVE=0``: the
+simulator runs its torch operations instead (same results, slower); :func:`unavailable_reason`
+says why. ``python -m crsnn.sim.native`` builds it and prints where it is.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from crsnn import loihi2 as L2
+from crsnn.atomic_write import write_bytes_atomic
+
+SOURCE = Path(__file__).with_name("lif_layer.c")
+#: Set to ``0`` to run the torch operations instead of the compiled loop.
+ENV_SWITCH = "CRSNN_NATIVE"
+BASE_FLAGS = ["-O3", "-std=c99", "-shared", "-fPIC"]
+#: The loop's sums are int32: every partial sum must stay below this (see _PreparedLayer).
+ACC_LIMIT = 2**31
+#: A batch is split over threads only when each gets at least this many samples.
+MIN_SAMPLES_PER_THREAD = 4
+
+_I64P = ctypes.POINTER(ctypes.c_int64)
+_I32P = ctypes.POINTER(ctypes.c_int32)
+_F64P = ctypes.POINTER(ctypes.c_double)
+
+
+def cache_dir() -> Path:
+    """Where built libraries are kept: ``$CRSNN_CACHE_DIR``, else ``$XDG_CACHE_HOME/crsnn``, else
+    ``~/.cache/crsnn``."""
+    if os.environ.get("CRSNN_CACHE_DIR"):
+        return Path(os.environ["CRSNN_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "crsnn"
+
+
+def _compiler() -> str | None:
+    cc = os.environ.get("CC")
+    if cc:
+        return shutil.which(cc) or cc
+    return next((p for p in map(shutil.which, ("cc", "gcc", "clang")) if p), None)
+
+
+def _cpu_signature() -> str:
+    """Machine type plus the CPU's feature flags (what ``-march=native`` depends on)."""
+    sig = platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return sig + line
+    except OSError:
+        pass
+    return sig + platform.processor()
+
+
+def _library_path(cc: str, flags: list[str]) -> Path:
+    h = hashlib.sha256(SOURCE.read_bytes())
+    for part in (cc, " ".join(flags), _cpu_signature(), sys.platform):
+        h.update(part.encode())
+    return cache_dir() / f"lif_layer-{h.hexdigest()[:16]}.so"
+
+
+def _compile(cc: str, flags: list[str], out: Path) -> str | None:
+    """Compile into a temporary folder, then move the library into place atomically. Returns
+    None, or the compiler's complaint."""
+    with tempfile.TemporaryDirectory(prefix="crsnn-build-") as tmp:
+        lib = Path(tmp) / "lib.so"
+        try:
+            r = subprocess.run([cc, *flags, "-o", str(lib), str(SOURCE)], capture_output=True, text=True,
+                               timeout=120)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            return str(e)
+        if r.returncode != 0 or not lib.exists():
+            msg = (r.stderr or r.stdout).strip()
+            return "\n".join(msg.splitlines()[:5]) or f"exit code {r.returncode}"
+        write_bytes_atomic(out, lib.read_bytes())
+    return None
+
+
+def build() -> Path:
+    """Compile ``lif_layer.c`` (once per source, flags and CPU) and return the library's path.
+    Raises ``RuntimeError`` with the compiler's message when no build works."""
+    cc = _compiler()
+    if cc is None:
+        raise RuntimeError("no C compiler found (cc, gcc or clang; or set $CC)")
+    errors = []
+    for flags in (BASE_FLAGS + ["-march=native"], BASE_FLAGS):
+        path = _library_path(cc, flags)
+        if path.exists():
+            return path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise RuntimeError(f"cannot create the build cache {path.parent}: {e} (set $CRSNN_CACHE_DIR)") from e
+        err = _compile(cc, flags, path)
+        if err is None:
+            return path
+        errors.append(f"{cc} {' '.join(flags)}: {err}")
+    raise RuntimeError("compiling lif_layer.c failed:\n" + "\n".join(errors))
+
+
+def switched_off() -> bool:
+    """Whether ``$CRSNN_NATIVE`` turns the compiled loop off (read at every call)."""
+    return os.environ.get(ENV_SWITCH, "1").strip().lower() in ("0", "false", "no", "off")
+
+
+def enabled() -> bool:
+    """Whether the simulator should use the compiled loop: not switched off, and it builds."""
+    return not switched_off() and available()
+
+
+@lru_cache(maxsize=None)
+def _load() -> tuple[ctypes.CDLL | None, str | None]:
+    try:
+        lib = ctypes.CDLL(str(build()))
+    except (RuntimeError, OSError) as e:
+        return None, str(e)
+    fn = lib.crsnn_lif_layer
+    i64 = ctypes.c_int64
+    fn.argtypes = [i64, i64, i64, i64,
+                   i64, _I32P, _I64P, _I64P, _I64P, _I32P, i64,
+                   _I64P,
+                   i64, i64, _I64P, _I64P, _I64P, _I64P, _I32P, i64,
+                   i64, i64, i64, _I64P,
+                   _I32P, _I64P, _F64P]
+    fn.restype = ctypes.c_int
+    return lib, None
+
+
+def available() -> bool:
+    """Whether the compiled loop can be loaded (builds it on first call; ignores the switch)."""
+    return _load()[0] is not None
+
+
+def unavailable_reason() -> str | None:
+    """None when the loop is :func:`enabled`, else why not (switched off, no compiler, build
+    error)."""
+    if switched_off():
+        return f"switched off by {ENV_SWITCH}={os.environ[ENV_SWITCH]}"
+    return _load()[1]
+
+
+# --------------------------------------------------------------------------------------------
+# Networks in the loop's layout
+# --------------------------------------------------------------------------------------------
+class _Columns:
+    """A weight matrix (n_out, n_in) stored by source column: column j covers output rows
+    ``[lo[j], hi[j])`` (its first to last non-zero), values at ``vals[off[j]:]`` (int32)."""
+
+    def __init__(self, eff: np.ndarray) -> None:
+        wt = np.ascontiguousarray(np.asarray(eff, dtype=np.int64).T)  # (n_in, n_out)
+        n_src, n = wt.shape
+        nz = wt != 0
+        has = nz.any(axis=1)
+        lo = np.where(has, np.argmax(nz, axis=1), 0)
+        hi = np.where(has, n - np.argmax(nz[:, ::-1], axis=1), 0)
+        self.lo = lo.astype(np.int64)
+        self.hi = hi.astype(np.int64)
+        self.off = (np.arange(n_src, dtype=np.int64) * n + self.lo).astype(np.int64)
+        self.vals = wt.astype(np.int32).reshape(-1)
+
+
+def _ptr(a: np.ndarray | None, kind):
+    return None if a is None else a.ctypes.data_as(kind)
+
+
+class _PreparedLayer:
+    """Everything :c:func:`crsnn_lif_layer` needs for one layer, as contiguous arrays."""
+
+    def __init__(self, layer, max_input: int) -> None:
+        nrn = layer.neuron
+        self.n = layer.n
+        self.ff_delays = layer.ff.delays is not None
+        eff = None if self.ff_delays else layer.ff.effective()
+        self.ff = None if eff is None else _Columns(eff)
+        self.ff_exp = int(layer.ff.weight_exp)
+        self.bias = np.ascontiguousarray(nrn.bias(), dtype=np.int64)
+        self.du, self.dv, self.vth_scaled = int(nrn.du), int(nrn.dv), L2.scaled_threshold(nrn.vth)
+        rec = layer.rec
+        rec_eff = None if rec is None else rec.effective()
+        # The loop sums in int32. With inputs >= 0, every partial sum of row i lies between minus
+        # its negative weights' magnitudes and its positive weights (times the largest input):
+        # L2.max_abs_accumulation, which IntegerNetwork.validate keeps below 2**31.
+        for what, e, payload in (("feedforward", eff, max_input), ("recurrent", rec_eff, 1)):
+            if e is not None and L2.max_abs_accumulation(e, payload) >= ACC_LIMIT:
+                raise ValueError(f"{what} sums of a {self.n}-neuron layer can reach 2**31: validate the network "
+                                 "first (IntegerNetwork.validate says what to change)")
+        self.rec = None if rec is None else _Columns(rec_eff)
+        self.rec_exp = 0 if rec is None else int(rec.weight_exp)
+        self.delays = None if rec is None else np.ascontiguousarray(rec.delays, dtype=np.int64)
+        # Lava floors each delay group's sum on its own when the exponent is negative
+        self.grouped = rec is not None and self.rec_exp < 0 and len(np.unique(self.delays)) > 1
+
+    def run(self, src: np.ndarray | None, a_ff: np.ndarray | None, record_v: bool, threads: int,
+            timing: list[float] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """All steps of this layer. ``src``: (batch, steps, n_in) int32 source output (step t
+        integrates ``src[:, t - 1]``), or ``a_ff``: (batch, steps, n) int64 shifted feedforward
+        input. Returns ``(spikes (batch, steps, n) int32, voltages int64 or None)``."""
+        fn = _load()[0]
+        assert fn is not None
+        fn = fn.crsnn_lif_layer
+        batch, steps = (src if a_ff is None else a_ff).shape[:2]
+        n_in = src.shape[2] if src is not None else 0
+        spikes = np.empty((batch, steps, self.n), dtype=np.int32)
+        vs = np.empty((batch, steps, self.n), dtype=np.int64) if record_v else None
+        ff = self.ff if a_ff is None else None
+        rec = self.rec
+        chunks = max(1, min(threads, batch // MIN_SAMPLES_PER_THREAD))
+        bounds = np.linspace(0, batch, chunks + 1).astype(np.int64)
+        seconds = [ctypes.c_double(0.0) for _ in range(chunks)]
+
+        def call(c: int) -> int:
+            return fn(int(bounds[c]), int(bounds[c + 1]), steps, self.n,
+                      n_in, _ptr(src, _I32P), _ptr(ff and ff.lo, _I64P), _ptr(ff and ff.hi, _I64P),
+                      _ptr(ff and ff.off, _I64P), _ptr(ff and ff.vals, _I32P), self.ff_exp,
+                      _ptr(a_ff, _I64P),
+                      int(rec is not None), int(self.grouped), _ptr(self.delays, _I64P),
+                      _ptr(rec and rec.lo, _I64P), _ptr(rec and rec.hi, _I64P), _ptr(rec and rec.off, _I64P),
+                      _ptr(rec and rec.vals, _I32P), self.rec_exp,
+                      self.du, self.dv, self.vth_scaled, _ptr(self.bias, _I64P),
+                      _ptr(spikes, _I32P), _ptr(vs, _I64P),
+                      ctypes.byref(seconds[c]) if timing is not None else None)
+
+        if chunks == 1:
+            rcs = [call(0)]
+        else:  # ctypes releases the GIL during the call: the chunks run in parallel
+            with ThreadPoolExecutor(chunks) as pool:
+                rcs = list(pool.map(call, range(chunks)))
+        if any(rcs):
+            raise MemoryError("crsnn_lif_layer: out of memory")
+        if timing is not None:
+            timing.append(max(s.value for s in seconds))
+        return spikes, vs
+
+
+def _delayed_feedforward(layer, src: np.ndarray) -> np.ndarray:
+    """The shifted input of a connection with per-synapse delays, (batch, steps, n) int64 (one
+    exact product per delay value, by the torch simulator's routine)."""
+    import torch
+
+    from crsnn.sim.torch_sim import _delayed_feedforward64
+
+    batch, steps, n_in = src.shape
+    x = torch.zeros((n_in, steps, batch), dtype=torch.float32)
+    x[:, 1:] = torch.from_numpy(src[:, :-1].transpose(2, 1, 0).astype(np.float32))
+    from crsnn.bounds import exact_float32
+
+    eff = layer.ff.effective()
+    dtype = torch.float32 if exact_float32(eff, int(src.max(initial=0))) else torch.float64
+    a64, _ = _delayed_feedforward64(layer, eff, x.view(n_in, steps * batch), dtype, steps, batch)
+    a = a64.view(layer.n, steps, batch).div_(2**L2.ACT_SHIFT)
+    return np.ascontiguousarray(a.permute(2, 1, 0).to(torch.int64).numpy())
+
+
+def simulate_native(net, x: np.ndarray, threads: int | None = None, timing: list[float] | None = None):
+    """Run ``net`` (an :class:`~crsnn.models.integer.IntegerNetwork`, already validated) on
+    ``x`` (batch, steps, n_in) integers with the compiled loop; returns a
+    :class:`~crsnn.sim.integer_sim.SimResult` identical to :func:`crsnn.sim.integer_sim.simulate`.
+
+    ``threads``: the batch is split over this many threads (default: torch's thread count).
+    ``timing``: if given, receives per layer the seconds spent on feedforward sums (benchmarks).
+    Raises ``RuntimeError`` when the loop is not :func:`available`.
+    """
+    from crsnn.sim.integer_sim import SimResult
+
+    if not available():
+        raise RuntimeError(f"the compiled simulator loop is unavailable: {_load()[1]}")
+    if threads is None:
+        import torch
+
+        threads = torch.get_num_threads()
+    src = np.ascontiguousarray(x, dtype=np.int32)
+    hidden = []
+    for li, layer in enumerate(net.layers):
+        prep = _PreparedLayer(layer, int(src.max(initial=0)))
+        a_ff = _delayed_feedforward(layer, src) if prep.ff_delays else None
+        last = li == len(net.layers) - 1
+        s, vs = prep.run(None if a_ff is not None else src, a_ff, record_v=last, threads=threads, timing=timing)
+        if last:
+            assert vs is not None
+            return SimResult(hidden_spikes=hidden, readout_v=vs, readout_spikes=s.astype(bool))
+        hidden.append(s.astype(bool))
+        src = s
+    raise AssertionError("a network has a readout layer")
+
+
+def main() -> int:
+    """Build the library now (e.g. in a set-up script) and say where it is, or why not."""
+    t0 = time.perf_counter()
+    try:
+        path = build()
+    except RuntimeError as e:
+        print(f"crsnn.sim.native: {e}\nthe integer simulator will use its torch operations (slower, same results)",
+              file=sys.stderr)
+        return 1
+    print(f"crsnn.sim.native: {path} ({time.perf_counter() - t0:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
