@@ -40,9 +40,11 @@ There is no Python work per neuron or sample and no device synchronisation insid
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -259,6 +261,15 @@ def _run_layer(layer: Layer, src: torch.Tensor, max_input: int, steps: int, batc
     return hist, vs
 
 
+@lru_cache(maxsize=None)
+def _warn_no_native(reason: str) -> None:
+    """Say once per reason that the CPU runs the slower torch operations, and why."""
+    short = " ".join(reason.split())[:300]
+    warnings.warn(f"the integer simulator's compiled CPU loop is unavailable ({short}); "
+                  f"running its torch operations instead: same results, 2-4x slower "
+                  f"(set {native_sim.ENV_SWITCH}=0 to choose this silently)", RuntimeWarning, stacklevel=3)
+
+
 def simulate_torch(net: IntegerNetwork, x: np.ndarray | torch.Tensor, device: str | torch.device = "cpu",
                    validate: bool = True, native: bool | None = None) -> SimResult:
     """Run ``net`` on a batch with PyTorch on ``device`` (``"cpu"``, ``"cuda"`` or ``"auto"``).
@@ -285,8 +296,11 @@ def simulate_torch(net: IntegerNetwork, x: np.ndarray | torch.Tensor, device: st
         from crsnn.sim.integer_sim import simulate
 
         return simulate(net, x, validate=False)
-    if dev.type == "cpu" and native is not False and (native or native_sim.enabled()):
-        return native_sim.simulate_native(net, x)
+    if dev.type == "cpu" and native is not False:
+        if native or native_sim.enabled():
+            return native_sim.simulate_native(net, x)
+        if not native_sim.switched_off():
+            _warn_no_native(native_sim.unavailable_reason() or "")
     # (n_in, steps, batch), step t holding x[t - 1] (zero at t = 0): one product per layer
     xin = torch.empty((n_in, steps, batch), dtype=torch.float32, device=dev)
     xin[:, 0].zero_()
