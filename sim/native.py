@@ -193,6 +193,13 @@ def _ptr(a: np.ndarray | None, kind):
     return None if a is None else a.ctypes.data_as(kind)
 
 
+def _column_ptrs(cols: _Columns | None) -> tuple:
+    """``lo, hi, off, vals`` pointers of a column store (NULLs for none)."""
+    if cols is None:
+        return None, None, None, None
+    return _ptr(cols.lo, _I64P), _ptr(cols.hi, _I64P), _ptr(cols.off, _I64P), _ptr(cols.vals, _I32P)
+
+
 class _PreparedLayer:
     """Everything :c:func:`crsnn_lif_layer` needs for one layer, as contiguous arrays."""
 
@@ -240,12 +247,10 @@ class _PreparedLayer:
 
         def call(c: int) -> int:
             return fn(int(bounds[c]), int(bounds[c + 1]), steps, self.n,
-                      n_in, _ptr(src, _I32P), _ptr(ff and ff.lo, _I64P), _ptr(ff and ff.hi, _I64P),
-                      _ptr(ff and ff.off, _I64P), _ptr(ff and ff.vals, _I32P), self.ff_exp,
+                      n_in, _ptr(src, _I32P), *_column_ptrs(ff), self.ff_exp,
                       _ptr(a_ff, _I64P),
                       int(rec is not None), int(self.grouped), _ptr(self.delays, _I64P),
-                      _ptr(rec and rec.lo, _I64P), _ptr(rec and rec.hi, _I64P), _ptr(rec and rec.off, _I64P),
-                      _ptr(rec and rec.vals, _I32P), self.rec_exp,
+                      *_column_ptrs(rec), self.rec_exp,
                       self.du, self.dv, self.vth_scaled, _ptr(self.bias, _I64P),
                       _ptr(spikes, _I32P), _ptr(vs, _I64P),
                       ctypes.byref(seconds[c]) if timing is not None else None)
