@@ -33,14 +33,18 @@ def machine() -> dict[str, Any]:
             "date": time.strftime("%Y-%m-%d")}
 
 
+def command_line() -> str:
+    """How this benchmark was started, as the README shows it: ``python bench/NAME.py ARGS``."""
+    return "python " + " ".join([f"bench/{Path(sys.argv[0]).name}", *sys.argv[1:]])
+
+
 def write_result(name: str, obj: dict[str, Any], path: str | None = None) -> Path:
     """Write ``obj`` (plus the machine and the command line) to ``bench/results/<name>.json`` or ``path``."""
     from crsnn.atomic_write import write_json_atomic
 
     out = Path(path) if path else RESULTS / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    obj = _repo_relative({"benchmark": name, "command": "python " + " ".join([f"bench/{Path(sys.argv[0]).name}", *sys.argv[1:]]),
-           "machine": machine(), **obj})
+    obj = _repo_relative({"benchmark": name, "command": command_line(), "machine": machine(), **obj})
     write_json_atomic(out, obj)
     print(f"wrote {_repo_relative(str(out))}")
     return out

@@ -17,8 +17,11 @@ last quarter of the epochs):
 
 The recordings are encoded once per fold with ``crsnn-data encode ... --test-speakers S`` into
 ``runs/bench/fsdd/folds/<encode options>/<S>/`` (reused afterwards). Figures: float and integer
-(deployed arithmetic) test accuracy per fold, mean +- std over folds (and seeds); JSON in
-``bench/results/fsdd.json``; plots of the accuracy per fold and of the learned delays in ``docs/``.
+(deployed arithmetic) test accuracy per fold, mean +- std over folds (of each fold's mean over
+seeds) and the std over seeds of the leave-one-speaker-out mean; JSON in ``bench/results/fsdd.json``;
+plots of the accuracy per fold and of the learned delays in ``docs/``. ``--keep-rows`` keeps the
+rows of models not run now (same recipe, options and folds), so that ``make bench`` can give the
+CRSNN, its delay ablations and DelRec three seeds and the slower synaptic-delay models one.
 
     .venv/bin/python bench/fsdd.py --recordings FSDD/recordings [--models crsnn delrec ff]
                                    [--seeds 0] [--epochs 30] [--jobs 2]
@@ -27,6 +30,7 @@ The recordings are encoded once per fold with ``crsnn-data encode ... --test-spe
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -35,7 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from _common import REPO, WORK, mean_std, train_run, write_result
+from _common import REPO, WORK, command_line, mean_std, train_run, write_result
 from tqdm import tqdm
 
 LABEL_PATTERN = r"^(\d+)_"
@@ -106,6 +110,46 @@ def plot_folds(rows: dict, speakers: list[str], path: Path) -> Path:
         plt.close(fig)
 
 
+def fold_statistics(folds: dict) -> dict:
+    """Float and integer accuracy of one model: the mean over every (fold, seed) run, its std over
+    folds (of each fold's mean over seeds), and the std over seeds of the leave-one-speaker-out
+    mean (None for one seed). ``folds``: {speaker: {seed: {"float", "integer", ...}}}."""
+    out: dict = {}
+    seeds = sorted({seed for f in folds.values() for seed in f})
+    for m in ("float", "integer"):
+        per_fold = [float(np.mean([x[m] for x in f.values()])) for f in folds.values()]
+        out[f"{m}_mean"] = float(np.mean([x[m] for f in folds.values() for x in f.values()]))
+        out[f"{m}_std"] = mean_std(per_fold)[1]
+        loso = [float(np.mean([f[seed][m] for f in folds.values() if seed in f])) for seed in seeds]
+        out[f"{m}_seed_std"] = mean_std(loso)[1] if len(seeds) > 1 else None
+    return out
+
+
+def recipe_values(name: str) -> dict:
+    """The option values of a ``crsnn-train`` recipe (what its name stood for in this run)."""
+    from crsnn.train.recipes import RECIPES
+
+    return dict(RECIPES[name])
+
+
+def kept_rows(args, common: list[str], speakers: list[str]) -> dict:
+    """The rows of the existing result for models not run now (``--keep-rows``), if it was made
+    with the same recipe, training options, encoding and folds; else none (and why)."""
+    from _common import RESULTS
+
+    path = RESULTS / f"{args.tag}.json"
+    if not path.exists():
+        return {}
+    old = json.loads(path.read_text())
+    same = (old.get("recipe") == args.recipe and old.get("recipe_values") == recipe_values(args.recipe)
+            and old.get("train_args") == common and old.get("encode_options") == ENCODE_OPTIONS
+            and old.get("speakers") == speakers)
+    if not same:
+        print(f"--keep-rows: {path.name} was made with other options or folds; its rows are not kept")
+        return {}
+    return {v: r for v, r in old["rows"].items() if v not in args.models and v in VARIANTS}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--recordings", type=Path, default=os.environ.get("FSDD_RECORDINGS"),
@@ -120,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=2, help="trainings run in parallel (one torch thread each)")
     ap.add_argument("--tag", default="fsdd", help="name of the JSON result and of the run folder")
     ap.add_argument("--no-plots", dest="plots", action="store_false")
+    ap.add_argument("--keep-rows", action="store_true",
+                    help="keep the rows of the models not run now from the existing result, if it was made with the "
+                         "same recipe, options and folds (so that models can differ in their number of seeds)")
     args = ap.parse_args(argv)
     if args.recordings is None or not Path(args.recordings).is_dir():
         ap.error("give --recordings FOLDER (or set FSDD_RECORDINGS) with the FSDD WAV files")
@@ -145,15 +192,17 @@ def main(argv: list[str] | None = None) -> int:
                                          "n": log["test"]["integer"]["n"],
                                          "best_valid": max(e["valid_acc"] for e in log["epochs"]),
                                          "train_seconds": sum(e["time_s"] for e in log["epochs"])}
-    print(f"\nFSDD leave-one-speaker-out ({', '.join(speakers)}), recipe {args.recipe}, seeds {args.seeds}: "
-          "test accuracy on the held-out speaker, mean +- std over folds and seeds")
-    print(f"{'model':<34}{'float':>16}{'integer':>16}   per fold (integer)")
     for v, r in rows.items():
-        runs = [x for f in r["folds"].values() for x in f.values()]
-        r["float_mean"], r["float_std"] = mean_std([x["float"] for x in runs])
-        r["integer_mean"], r["integer_std"] = mean_std([x["integer"] for x in runs])
+        r.update(seeds=list(args.seeds), command=command_line(), **fold_statistics(r["folds"]))
+    if args.keep_rows:
+        merged = {**kept_rows(args, common, speakers), **rows}
+        rows = {v: merged[v] for v in VARIANTS if v in merged}  # the table's order
+    print(f"\nFSDD leave-one-speaker-out ({', '.join(speakers)}), recipe {args.recipe}: test accuracy on the "
+          "held-out speaker, mean +- std over folds (of the seeds' mean per fold)")
+    print(f"{'model':<34}{'seeds':>8}{'float':>16}{'integer':>16}   per fold (integer)")
+    for v, r in rows.items():
         per = " ".join(f"{100 * np.mean([x['integer'] for x in r['folds'][s].values()]):5.1f}" for s in speakers)
-        print(f"{NAMES[v]:<34}{100 * r['float_mean']:>8.2f} +- {100 * r['float_std']:4.2f}"
+        print(f"{NAMES[v]:<34}{len(r['seeds']):>8}{100 * r['float_mean']:>8.2f} +- {100 * r['float_std']:4.2f}"
               f"{100 * r['integer_mean']:>8.2f} +- {100 * r['integer_std']:4.2f}   {per}")
     plots = {}
     if args.plots:
@@ -162,14 +211,16 @@ def main(argv: list[str] | None = None) -> int:
 
         plots["folds"] = str(plot_folds(rows, speakers, REPO / "docs" / f"{args.tag}_folds.png"))
         if "crsnn" in rows:
-            ckpt = work / f"crsnn-{speakers[0]}-seed{args.seeds[0]}.pt"
+            ckpt = work / f"crsnn-{speakers[0]}-seed{rows['crsnn']['seeds'][0]}.pt"
             model, _ = load_checkpoint(ckpt)
             init = model.config.delay_init
             plots["delays"] = str(plot_delays(model.to_integer(), REPO / "docs" / f"{args.tag}_delays.png",
                                               title=f"CRSNN learned delays, FSDD (test speaker {speakers[0]})",
                                               init_range=(init[1], init[2]) if init[0] == "uniform" else None))
-    write_result(args.tag, {"speakers": speakers, "seeds": args.seeds, "recipe": args.recipe, "train_args": common,
-                            "variants": {v: VARIANTS[v] for v in args.models}, "rows": rows, "plots": plots})
+    write_result(args.tag, {"speakers": speakers, "recipe": args.recipe, "recipe_values": recipe_values(args.recipe),
+                            "train_args": common,
+                            "encode_options": ENCODE_OPTIONS, "variants": {v: VARIANTS[v] for v in rows},
+                            "rows": rows, "plots": plots})
     return 0
 
 

@@ -158,11 +158,18 @@ def render() -> str:
         machines[r["machine"]["cpu"]] = r["machine"]
         from fsdd import NAMES as names
 
+        def seeds(x: dict) -> str:
+            n = len(x["seeds"])
+            if n == 1:
+                return "1 seed"
+            return f"{n} seeds, ± {100 * x['integer_seed_std']:.1f} over seeds"
+
         cells = "; ".join(f"{names[v]} **{_pm(x['integer_mean'], x['integer_std'])}** (float "
-                          f"{_pm(x['float_mean'], x['float_std'])})" for v, x in r["rows"].items())
-        row(f"| (f) real speech, unseen speakers: FSDD leave-one-speaker-out ({len(r['speakers'])} folds, seeds "
-            f"{', '.join(map(str, r['seeds']))}), 2 × 128, `--recipe {r['recipe']}` (integer model, held-out speaker) "
-            f"| {cells} | `{r['command']}` |")
+                          f"{_pm(x['float_mean'], x['float_std'])}; {seeds(x)})" for v, x in r["rows"].items())
+        commands = list(dict.fromkeys(x["command"] for x in r["rows"].values()))
+        row(f"| (f) real speech, unseen speakers: FSDD leave-one-speaker-out ({len(r['speakers'])} folds), 2 × 128, "
+            f"`--recipe {r['recipe']}` (integer model, held-out speaker; ± std over folds) "
+            f"| {cells} | {', '.join(f'`{c}`' for c in commands)} |")
     else:
         missing.append("fsdd")
     r = _load("gap_defaults")
