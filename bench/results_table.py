@@ -48,7 +48,12 @@ def _vs_published_row(r: dict) -> str:
         t = targets.get((one, n, "crsnn_float"))
         if t:
             c += f" (paper {t['target']:g}×: {'met' if t['met'] else 'not met'})"
-        c += (f", QAT {up(n, 'crsnn_qat'):.1f}×, torch integer simulator {up(n, 'torch_sim'):.1f}×, crsnn DelRec "
+        sim = targets.get((one, n, "torch_sim"))
+        rates = next(x["hidden_firing_rates"] for x in r["rows"]
+                     if x["n"] == n and x["threads"] == one and x["model"] == "torch_sim")
+        c += (f", QAT {up(n, 'crsnn_qat'):.1f}×, integer simulator **{up(n, 'torch_sim'):.1f}×**"
+              + (f" ({'met' if sim['met'] else 'not met'})" if sim else "")
+              + f" (event-driven: hidden firing rates {' / '.join(f'{100 * q:.1f} %' for q in rates)}), crsnn DelRec "
               f"{up(n, 'crsnn_delrec_float'):.1f}×, published CRSNN {up(n, 'published_crsnn'):.2f}×")
         if tsig is not None:
             c += (f"; training step CRSNN float {up(n, 'crsnn_float', 'train'):.1f}×, published CRSNN "

@@ -11,8 +11,9 @@ batch ``--batch``, axonal delays uniform in 10..30 steps, kernel k = 3. The same
 - ``crsnn_float``: crsnn's CRSNN, float mode at the final delay spread (``--sigma``);
 - ``crsnn_qat``: crsnn's CRSNN, QAT mode (the integer arithmetic that is deployed);
 - ``crsnn_delrec_float``: crsnn's DelRec (dense recurrence through crsnn's delay loop), float;
-- ``torch_sim``: crsnn's torch integer simulator (``simulate_torch``) on ``model.to_integer()``
-  of the CRSNN (bit-exact with Lava).
+- ``torch_sim``: crsnn's integer simulator (``simulate_torch``; on the CPU its compiled,
+  event-driven loop, so its time depends on the firing rates, recorded with every row) on
+  ``model.to_integer()`` of the CRSNN (bit-exact with Lava).
 
 Inference: eval mode, no gradient, samples per second. Training: one forward + backward step
 (train mode, BatchNorm batch statistics, dropout 0.4 / recurrent 0.2, loss CE of sum_t softmax)
@@ -52,14 +53,23 @@ INFER = ("published_delrec", "published_crsnn", "crsnn_float", "crsnn_qat", "crs
 TRAIN = ("published_delrec", "published_crsnn", "crsnn_float", "crsnn_delrec_float")
 
 
-def _models(n: int) -> dict[str, torch.nn.Module]:
-    """crsnn's CRSNN and DelRec (seeded), and the published layers carrying their parameters."""
+def _models(n: int, x: torch.Tensor, sigma: float) -> dict[str, torch.nn.Module]:
+    """crsnn's CRSNN and DelRec (seeded), and the published layers carrying their parameters.
+    The BatchNorm statistics are set on ``x`` at delay spread ``sigma`` (one training-mode pass,
+    no gradient), as training would leave them: with the initial (0, 1) statistics the random
+    network is nearly silent (1 % and 0 % of the hidden neurons firing per step), which would
+    flatter the event-driven integer simulator."""
     out: dict[str, torch.nn.Module] = {}
     for name, model in (("crsnn", "crsnn"), ("crsnn_delrec", "delrec")):
         torch.manual_seed(0)
         cfg = ModelConfig(n_in=N_IN, n_out=N_OUT, hidden=[n, n], model=model, kernel=KERNEL, input_message_bits=4,
                           delay_init=["uniform", *DELAY_INIT], dropout=DROPOUT, rec_dropout=REC_DROPOUT)
-        out[name] = build_model(cfg)
+        m = build_model(cfg)
+        with torch.no_grad():  # one training-mode pass sets the running statistics to x's (no gradient)
+            m.train()
+            m.sigma.fill_(sigma)
+            m.forward_float(x)
+        out[name] = m
     for name, src, rec in (("published_delrec", "crsnn_delrec", "dense"), ("published_crsnn", "crsnn", "conv")):
         net = PublishedNet(N_IN, [n, n], N_OUT, recurrence=rec, kernel=KERNEL, dropout=DROPOUT,
                            rec_dropout=REC_DROPOUT, delay_init=DELAY_INIT)
@@ -94,9 +104,9 @@ def _published_train_step(net: PublishedNet, x: torch.Tensor, y: torch.Tensor, s
 def measure(n: int, threads: int, args) -> list[dict]:
     """All inference and training rows for one layer width and thread count."""
     torch.set_num_threads(threads)
-    ms = _models(n)
     torch.manual_seed(1)
     x = torch.poisson(torch.full((args.batch, args.steps, N_IN), 0.3)).clamp(max=15)
+    ms = _models(n, x, args.sigma)
     y = torch.randint(0, N_OUT, (args.batch,))
     c, d = ms["crsnn"], ms["crsnn_delrec"]
     pd, pc = ms["published_delrec"], ms["published_crsnn"]
