@@ -24,7 +24,7 @@ bench: setup  # every figure of the README results table; about 2 hours on 2 cor
 	$(PY) bench/crsnn_vs_delrec.py
 	$(PY) bench/train_speed.py
 	$(PY) bench/qat_speed.py
-	$(PY) bench/vs_published.py
+	$(PY) bench/vs_published.py --sizes 256 1024
 	$(PY) bench/accuracy.py
 	$(PY) bench/ablation_delays.py
 	$(PY) bench/gap_defaults.py --jobs 2

@@ -11,6 +11,8 @@ DelRec, both with one axonal delay per neuron. Measures, on random input (``--st
   ``model.to_integer()``, samples per second.
 
 Parameters: recurrent parameters per layer (kernel + delays vs N^2 + delays) and the model total.
+The BatchNorm statistics are set on the benchmark input first (``_common.set_batchnorm_statistics``),
+so that the random networks fire like trained ones.
 
     .venv/bin/python bench/crsnn_vs_delrec.py [--sizes 128 256 512 1024] [--threads 1]
 """
@@ -23,7 +25,7 @@ import time
 
 import numpy as np
 import torch
-from _common import write_result
+from _common import set_batchnorm_statistics, write_result
 
 from crsnn.models.network import ModelConfig, build_model, parameter_counts
 from crsnn.sim.torch_sim import simulate_torch
@@ -43,8 +45,9 @@ def measure(model: str, n: int, args) -> dict:
     torch.manual_seed(0)
     cfg = ModelConfig(n_in=140, n_out=20, hidden=[n, n], model=model, kernel=3, input_message_bits=4,
                       delay_init=["uniform", 10, 30])
-    m = build_model(cfg).eval()
+    m = build_model(cfg)
     x = torch.poisson(torch.full((args.batch, args.steps, 140), 0.3)).clamp(max=15)
+    set_batchnorm_statistics(m, x, 0.06)  # so that it fires like a trained network
     counts = parameter_counts(cfg)
     out = {"model": model, "n": n, "parameters": counts["total"], "recurrent_parameters": counts["recurrent"],
            "recurrent_synapses_per_layer": 3 * n if model == "crsnn" else n * n}

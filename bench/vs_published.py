@@ -38,7 +38,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from _common import round_robin, write_result
+from _common import round_robin, set_batchnorm_statistics, write_result
 from published_layers import PublishedNet, buffer_length
 
 from crsnn.models.network import ModelConfig, SpikingNet, build_model
@@ -54,21 +54,15 @@ TRAIN = ("published_delrec", "published_crsnn", "crsnn_float", "crsnn_delrec_flo
 
 
 def _models(n: int, x: torch.Tensor, sigma: float) -> dict[str, torch.nn.Module]:
-    """crsnn's CRSNN and DelRec (seeded), and the published layers carrying their parameters.
-    The BatchNorm statistics are set on ``x`` at delay spread ``sigma`` (one training-mode pass,
-    no gradient), as training would leave them: with the initial (0, 1) statistics the random
-    network is nearly silent (1 % and 0 % of the hidden neurons firing per step), which would
-    flatter the event-driven integer simulator."""
+    """crsnn's CRSNN and DelRec (seeded, BatchNorm statistics set on ``x`` at spread ``sigma``:
+    :func:`_common.set_batchnorm_statistics`), and the published layers carrying their parameters."""
     out: dict[str, torch.nn.Module] = {}
     for name, model in (("crsnn", "crsnn"), ("crsnn_delrec", "delrec")):
         torch.manual_seed(0)
         cfg = ModelConfig(n_in=N_IN, n_out=N_OUT, hidden=[n, n], model=model, kernel=KERNEL, input_message_bits=4,
                           delay_init=["uniform", *DELAY_INIT], dropout=DROPOUT, rec_dropout=REC_DROPOUT)
         m = build_model(cfg)
-        with torch.no_grad():  # one training-mode pass sets the running statistics to x's (no gradient)
-            m.train()
-            m.sigma.fill_(sigma)
-            m.forward_float(x)
+        set_batchnorm_statistics(m, x, sigma)
         out[name] = m
     for name, src, rec in (("published_delrec", "crsnn_delrec", "dense"), ("published_crsnn", "crsnn", "conv")):
         net = PublishedNet(N_IN, [n, n], N_OUT, recurrence=rec, kernel=KERNEL, dropout=DROPOUT,
