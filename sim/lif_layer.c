@@ -63,7 +63,7 @@ static inline int64_t apply_exp(int64_t x, int64_t e) {
 
 /* acc[lo..hi) += x * col[0 .. hi - lo) */
 static inline void add_column(int32_t *restrict acc, const int32_t *restrict col, int64_t lo, int64_t hi,
-                                int32_t x) {
+                              int32_t x) {
     int32_t *restrict a = acc + lo;
     const int64_t len = hi - lo;
     if (x == 1) {
