@@ -96,12 +96,15 @@ def plot_folds(rows: dict, speakers: list[str], path: Path) -> Path:
     x = np.arange(len(speakers))
     for i, (v, r) in enumerate(rows.items()):
         acc = [100 * np.mean([s["integer"] for s in r["folds"][spk].values()]) for spk in speakers]
-        ax.bar(x + (i - (len(rows) - 1) / 2) * width, acc, width, label=f"{NAMES[v]} ({100 * r['integer_mean']:.1f} %)")
+        seeds = len(r.get("seeds", [0]))
+        ax.bar(x + (i - (len(rows) - 1) / 2) * width, acc, width,
+               label=f"{NAMES[v]} ({100 * r['integer_mean']:.1f} %, {seeds} seed{'s' if seeds > 1 else ''})")
     ax.set_xticks(x, [f"test: {s}" for s in speakers])
     ax.set_ylabel("integer test accuracy (%)")
     ax.set_ylim(0, 100)
     ax.set_title("FSDD, leave one speaker out")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="mean over folds", title_fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="mean over folds and seeds",
+              title_fontsize=7)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     try:
