@@ -21,7 +21,8 @@ The recordings are encoded once per fold with ``crsnn-data encode ... --test-spe
 seeds) and the std over seeds of the leave-one-speaker-out mean; JSON in ``bench/results/fsdd.json``;
 plots of the accuracy per fold and of the learned delays in ``docs/``. ``--keep-rows`` keeps the
 rows of models not run now (same recipe, options and folds), so that ``make bench`` can give the
-CRSNN, its delay ablations and DelRec three seeds and the slower synaptic-delay models one.
+CRSNN, its delay ablations, DelRec and the CRSNN with synaptic delays three seeds and the other
+rows one.
 
     .venv/bin/python bench/fsdd.py --recordings FSDD/recordings [--models crsnn delrec ff]
                                    [--seeds 0] [--epochs 30] [--jobs 2]
