@@ -1,6 +1,6 @@
 """The torch integer simulator (crsnn.sim.torch_sim) equals the NumPy reference
 (crsnn.sim.integer_sim) bit for bit: on every random-network family, on trained models, on the
-float-state LIF rules and their wrap proofs, and on CUDA where a GPU is present. Every test runs
+float-state LIF rules and their wrap proofs (CUDA: test_torch_sim_cuda.py). Every test runs
 twice on the CPU: through the compiled loop (crsnn.sim.native, what simulate_torch uses by
 default) and through the torch operations (what CUDA, and a CPU without a compiler, run)."""
 
@@ -266,22 +266,3 @@ def test_sim_backend_runs_the_torch_simulator_on_the_requested_device():
     if not torch.cuda.is_available():
         with pytest.raises(BackendUnavailable, match="cuda"):
             run_batch(net, x, backend="sim", device="cuda")
-
-
-@pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
-def test_cuda_matches_numpy():
-    """On CUDA: the same bits as the NumPy reference on random networks of every family and on a
-    benchmark-sized CRSNN, with torch's default matmul settings (even TF32 would be exact here:
-    weights and inputs have at most 9 significant bits and the sums stay below 2**24). Skipped on
-    machines without a GPU (the only skip in this file)."""
-    for i in range(40):
-        rng = np.random.default_rng([5, i])
-        net, steps = random_network(rng)
-        x = random_input(rng, net, int(rng.integers(1, 5)), steps)
-        assert_same(simulate(net, x), simulate_torch(net, x, device="cuda"), describe(net, steps))
-    for dense in (False, True):
-        rng = np.random.default_rng(1)
-        net = random_crsnn(rng, 700, [256, 256], 20, dense=dense, input_rate=0.02)
-        x = (rng.random((16, 100, 700)) < 0.02).astype(np.int64)
-        assert_same(simulate(net, x), simulate_torch(net, x, device="cuda"))
