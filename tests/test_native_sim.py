@@ -1,7 +1,7 @@
 """The compiled simulator loop (crsnn.sim.native): bit-exact with the NumPy reference on every
-random-network family (both feedforward accumulators, batches split over threads), its integer
-LIF rules against crsnn.loihi2 at the extremes, and how it is built, cached, switched off and
-replaced when no compiler works."""
+random-network family (batches split over threads, int32 sums at the validated limit), its
+integer LIF rules against crsnn.loihi2 at the extremes, and how it is built, cached, switched off
+and replaced when no compiler works."""
 
 from __future__ import annotations
 
@@ -36,9 +36,12 @@ def test_random_networks_match_numpy(seed):
         x = random_input(rng, net, int(rng.integers(1, 6)), steps)
         assert_same(simulate(net, x), native.simulate_native(net, x, threads=1), describe(net, steps))
         for layer in net.hidden:
-            kinds.add("none" if layer.rec is None else "conv" if layer.rec.is_conv else "dense")
+            rec = layer.rec
+            kinds.add("none" if rec is None else "conv" if rec.is_conv else "dense")
             kinds.add("ff-delays" if layer.ff.delays is not None else "ff")
-    assert {"none", "conv", "dense", "ff-delays", "ff"} <= kinds
+            if rec is not None and rec.weight_exp < 0 and len(np.unique(rec.delays)) > 1:
+                kinds.add("delay-groups")  # each delay group's sum floored on its own
+    assert {"none", "conv", "dense", "ff-delays", "ff", "delay-groups"} <= kinds
 
 
 def test_int32_sums_at_the_validated_limit():
