@@ -22,8 +22,8 @@ and the values it set are printed at the start and stored in the checkpoint's me
   to their speech (``crsnn-data encode --trim-db 20``, one seed): 74.9 % with this recipe; a 20 %
   time stretch 76.7 %, kernel 5 75.3 %, channel shifts of 4 inputs 69.3 % (kept: one seed does not
   separate the first two from the recipe). A second seed undid the stretch (71.2 % against the
-  recipe's 73.6 %); kernel 5 on three seeds gave 73.8 % against the recipe's 73.5 %. None of these beat the recipe on the folds they finished (same folds,
-  seed 0): hidden tau 4 steps (56 / 69 / 77 % on george / jackson / lucas against 61 / 81 / 77),
+  recipe's 73.6 %); kernel 5 on three seeds gave 73.8 % against the recipe's 73.5 %. None of
+  these beat the recipe on the folds they finished (same folds, seed 0): hidden tau 4 steps (56 / 69 / 77 % on george / jackson / lucas against 61 / 81 / 77),
   learned leaks (47 / 75 / 79 / 75 % on four folds against 61 / 81 / 77 / 71), training copies of
   every recording played 10 % slower and faster (speed perturbation before encoding: 53 % on
   george). A cochlea with slow adaptation (300 ms, a per-channel level normalisation) left the
