@@ -94,7 +94,7 @@ def run_config(net, x, args, dense: bool) -> dict[str, Any]:
     by side; every output compared."""
     samples, steps = x.shape[0], x.shape[1]
     work = samples * steps
-    compiled = args.device == "cpu" and native.enabled()
+    compiled = torch_sim.runs_compiled_loop(args.device)
     torch_sim.simulate_torch(net, x[:1], device=args.device)  # warm-up (and the build, once)
     sim, sim_t = timed(lambda: torch_sim.simulate_torch(net, x, device=args.device), args.repeats)
     ops, ops_t = timed(lambda: torch_sim.simulate_torch(net, x, device=args.device, native=False), args.repeats)

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from crsnn.deploy.lava_network import run_lava
 from crsnn.sim.compare import compare_runs
-from crsnn.sim.torch_sim import resolve_device, simulate_torch
+from crsnn.sim.torch_sim import resolve_device, runs_compiled_loop, simulate_torch
 from crsnn.sim.random_networks import describe, random_input, random_network
 
 
@@ -93,9 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             tqdm.write(f"net {i:3d} [{desc}, batch {st['batch']}, {st['spikes']} spikes]: {status}")
     print(f"hidden spikes compared: {total_slots} (of which {total_spikes} spikes, "
           f"{100.0 * total_spikes / max(1, total_slots):.1f} %); saturated/spiking readout values: {saturated}")
-    from crsnn.sim import native
-
-    path = "compiled loop" if device == "cpu" and native.enabled() else "torch operations"
+    path = "compiled loop" if runs_compiled_loop(device) else "torch operations"
     print(f"time: integer simulator ({device}, {path}) {sim_s:.2f} s, Lava {lava_s:.2f} s (incl. start-up)")
     print(f"bit-exact: {exact}/{args.networks} networks, {spikes} mismatching spikes, {readout} mismatching readout values")
     return 0 if (exact == args.networks and spikes == 0 and readout == 0) else 1

@@ -268,22 +268,15 @@ class _PreparedLayer:
 
 
 def _delayed_feedforward(layer, src: np.ndarray) -> np.ndarray:
-    """The shifted input of a connection with per-synapse delays, (batch, steps, n) int64 (one
-    exact product per delay value, by the torch simulator's routine)."""
+    """The shifted input of a connection with per-synapse delays, (batch, steps, n) int64: the
+    torch simulator's exact products (one per delay value), on the CPU."""
     import torch
 
-    from crsnn.sim.torch_sim import _delayed_feedforward64
+    from crsnn.sim.torch_sim import _feedforward64, shifted_source
 
-    batch, steps, n_in = src.shape
-    x = torch.zeros((n_in, steps, batch), dtype=torch.float32)
-    x[:, 1:] = torch.from_numpy(src[:, :-1].transpose(2, 1, 0).astype(np.float32))
-    from crsnn.bounds import exact_float32
-
-    eff = layer.ff.effective()
-    dtype = torch.float32 if exact_float32(eff, int(src.max(initial=0))) else torch.float64
-    a64, _ = _delayed_feedforward64(layer, eff, x.view(n_in, steps * batch), dtype, steps, batch)
-    a = a64.view(layer.n, steps, batch).div_(2**L2.ACT_SHIFT)
-    return np.ascontiguousarray(a.permute(2, 1, 0).to(torch.int64).numpy())
+    batch, steps, _ = src.shape
+    a64, _ = _feedforward64(layer, shifted_source(src, torch.device("cpu")), int(src.max(initial=0)), steps, batch)
+    return np.ascontiguousarray(a64.div_(2**L2.ACT_SHIFT).permute(2, 1, 0).to(torch.int64).numpy())
 
 
 def simulate_native(net, x: np.ndarray, threads: int | None = None, timing: list[float] | None = None):

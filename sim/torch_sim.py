@@ -261,6 +261,23 @@ def _run_layer(layer: Layer, src: torch.Tensor, max_input: int, steps: int, batc
     return hist, vs
 
 
+def shifted_source(x: np.ndarray, device: torch.device) -> torch.Tensor:
+    """What the first layer integrates, as one matrix for its feedforward product: ``x`` (batch,
+    steps, n_in) integers as a float32 ``(n_in, steps * batch)`` view of ``(n_in, steps, batch)``
+    in which step t holds ``x[:, t - 1]`` (zero at t = 0)."""
+    batch, steps, n_in = x.shape
+    xin = torch.empty((n_in, steps, batch), dtype=torch.float32, device=device)
+    xin[:, 0].zero_()
+    xin[:, 1:] = torch.from_numpy(x[:, :-1].transpose(2, 1, 0).astype(np.float32)).to(device)
+    return xin.view(n_in, steps * batch)
+
+
+def runs_compiled_loop(device: str | torch.device = "cpu", native: bool | None = None) -> bool:
+    """Whether :func:`simulate_torch` on ``device`` with this ``native`` argument runs the
+    compiled CPU loop (:mod:`crsnn.sim.native`) rather than torch operations."""
+    return resolve_device(device).type == "cpu" and native is not False and (bool(native) or native_sim.enabled())
+
+
 @lru_cache(maxsize=None)
 def _warn_no_native(reason: str) -> None:
     """Say once per reason that the CPU runs the slower torch operations, and why."""
@@ -291,21 +308,16 @@ def simulate_torch(net: IntegerNetwork, x: np.ndarray | torch.Tensor, device: st
         net.validate()
         x = net.validate_input(x)
     x = np.asarray(x, dtype=np.int64)
-    batch, steps, n_in = x.shape
+    batch, steps, _ = x.shape
     if steps == 0 or batch == 0:
         from crsnn.sim.integer_sim import simulate
 
         return simulate(net, x, validate=False)
-    if dev.type == "cpu" and native is not False:
-        if native or native_sim.enabled():
-            return native_sim.simulate_native(net, x)
-        if not native_sim.switched_off():
-            _warn_no_native(native_sim.unavailable_reason() or "")
-    # (n_in, steps, batch), step t holding x[t - 1] (zero at t = 0): one product per layer
-    xin = torch.empty((n_in, steps, batch), dtype=torch.float32, device=dev)
-    xin[:, 0].zero_()
-    xin[:, 1:] = torch.from_numpy(x[:, :-1].transpose(2, 1, 0).astype(np.float32)).to(dev)
-    src = xin.view(n_in, steps * batch)
+    if runs_compiled_loop(dev, native):
+        return native_sim.simulate_native(net, x)
+    if dev.type == "cpu" and native is None and not native_sim.switched_off():
+        _warn_no_native(native_sim.unavailable_reason() or "")
+    src = shifted_source(x, dev)
     max_input = net.max_input()
     hidden = []
     with torch.no_grad():
