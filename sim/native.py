@@ -267,15 +267,16 @@ class _PreparedLayer:
         return spikes, vs
 
 
-def _delayed_feedforward(layer, src: np.ndarray) -> np.ndarray:
+def _delayed_feedforward(layer, src: np.ndarray, max_input: int) -> np.ndarray:
     """The shifted input of a connection with per-synapse delays, (batch, steps, n) int64: the
-    torch simulator's exact products (one per delay value), on the CPU."""
+    torch simulator's exact products (one per delay value), on the CPU. ``max_input``: the
+    largest value in ``src``."""
     import torch
 
     from crsnn.sim.torch_sim import _feedforward64, shifted_source
 
     batch, steps, _ = src.shape
-    a64, _ = _feedforward64(layer, shifted_source(src, torch.device("cpu")), int(src.max(initial=0)), steps, batch)
+    a64, _ = _feedforward64(layer, shifted_source(src, torch.device("cpu")), max_input, steps, batch)
     return np.ascontiguousarray(a64.div_(2**L2.ACT_SHIFT).permute(2, 1, 0).to(torch.int64).numpy())
 
 
@@ -299,8 +300,9 @@ def simulate_native(net, x: np.ndarray, threads: int | None = None, timing: list
     src = np.ascontiguousarray(x, dtype=np.int32)
     hidden = []
     for li, layer in enumerate(net.layers):
-        prep = _PreparedLayer(layer, int(src.max(initial=0)))
-        a_ff = _delayed_feedforward(layer, src) if prep.ff_delays else None
+        max_input = int(src.max(initial=0))
+        prep = _PreparedLayer(layer, max_input)
+        a_ff = _delayed_feedforward(layer, src, max_input) if prep.ff_delays else None
         last = li == len(net.layers) - 1
         s, vs = prep.run(None if a_ff is not None else src, a_ff, record_v=last, threads=threads, timing=timing)
         if last:
