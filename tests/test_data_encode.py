@@ -27,6 +27,7 @@ from crsnn.train.data.cochlea import (
     channel_for_frequency,
     encode,
     envelopes,
+    equalize_rates,
     firing_rates,
     first_in_band,
     gammatone_sos,
@@ -255,18 +256,75 @@ def test_band_limited_input_against_the_48khz_reference(kind: str) -> None:
     assert np.corrcoef(counts, counts_ref)[0, 1] > 0.97
 
 
-def test_encode_equals_the_public_stages() -> None:
+@pytest.mark.parametrize("power", [0.0, 0.5])
+def test_encode_equals_the_public_stages(power: float) -> None:
     """encode() skips the work where no rate can be non-zero; its spikes are those of the stages
-    run in full."""
+    run in full (with and without the channel equalisation)."""
+    params = CochleaParams(equalize_power=power)
     for kind in ("noise", "chirp"):
         x = _band_limited(kind)
         x[:200] += 0.5  # a sudden start
-        t, u = encode(x, 8000.0, seed=np.random.default_rng(2), level_db=None)
-        t_ref, u_ref = renewal_spikes(sparse_rates(envelopes(x, P, 8000.0)), P.env_fs_hz,
-                                      np.random.default_rng(2), P.isi_shape)
+        t, u = encode(x, 8000.0, seed=np.random.default_rng(2), params=params, level_db=None)
+        t_ref, u_ref = renewal_spikes(sparse_rates(envelopes(x, params, 8000.0), params), params.env_fs_hz,
+                                      np.random.default_rng(2), params.isi_shape)
         assert t.size > 1000
         np.testing.assert_array_equal(u, u_ref)
         np.testing.assert_allclose(t, t_ref, rtol=0, atol=1e-9)
+
+
+def _channel_totals(sr: SparseRates) -> np.ndarray:
+    return np.bincount(sr.channel, weights=sr.rate.astype(np.float64), minlength=sr.shape[0])
+
+
+def test_equalize_off_leaves_the_rates_alone() -> None:
+    rate = np.array([1.0, 2.0, 30.0], dtype=np.float32)
+    assert equalize_rates(rate, np.array([0, 2]), P) is rate
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(0.05, 20.0), min_size=2, max_size=12), st.integers(0, 2**32 - 1))
+def test_equalize_removes_a_fixed_colour_of_the_channels(colour: list, seed: int) -> None:
+    """Power 1: every active channel ends with the same total rate (none is below the floor
+    here), so a recording whose channels were scaled by any fixed gains (another microphone or
+    vocal tract) equalises to the same rates up to one common factor; each channel's time course
+    is kept. Power 0.5 halves the spread of the channels' log totals."""
+    rng = np.random.default_rng(seed)
+    n_ch, n_t = len(colour), 50
+    base = (rng.random((n_ch, n_t)) * 100 + 50).astype(np.float32)  # every channel active
+    coloured = (base * np.asarray(colour, dtype=np.float32)[:, None]).astype(np.float32)
+    first = np.arange(n_ch) * n_t
+    eq1 = CochleaParams(equalize_power=1.0, equalize_floor=1e-3)
+    a = equalize_rates(base.reshape(-1), first, eq1).reshape(n_ch, n_t)
+    b = equalize_rates(coloured.reshape(-1), first, eq1).reshape(n_ch, n_t)
+    np.testing.assert_allclose(a.sum(1), a.sum(1).mean(), rtol=1e-5)
+    np.testing.assert_allclose(b / b.sum(), a / a.sum(), rtol=1e-4)
+    np.testing.assert_allclose(b / b.sum(1, keepdims=True), coloured / coloured.sum(1, keepdims=True), rtol=1e-4)
+    half = equalize_rates(coloured.reshape(-1), first, CochleaParams(equalize_power=0.5, equalize_floor=1e-3))
+    spread = np.log(coloured.sum(1)).std()
+    np.testing.assert_allclose(np.log(half.reshape(n_ch, n_t).sum(1)).std(), spread / 2, rtol=1e-3, atol=1e-6)
+
+
+def test_equalize_floor_limits_the_gain_and_silent_channels_stay_silent() -> None:
+    """A weak channel is raised at most 1 / floor ** power times; channels without rates are not
+    counted in the mean and stay without spikes; on real spikes the weak channel's count rises."""
+    rate = np.r_[np.full(10, 100.0), np.full(10, 100.0), np.full(10, 1.0)].astype(np.float32)
+    first = np.array([0, 10, 20])
+    out = equalize_rates(rate, first, CochleaParams(equalize_power=1.0, equalize_floor=0.2))
+    mean = (1000 + 1000 + 10) / 3
+    np.testing.assert_allclose(out[20:], 1.0 / 0.2, rtol=1e-6)  # floored: gain 5
+    np.testing.assert_allclose(out[:10], 100.0 * mean / 1000, rtol=1e-6)
+    x = _band_limited("chirp")
+    env = envelopes(x, P, 8000.0)
+    plain, eq = sparse_rates(env, P), sparse_rates(env, CochleaParams(equalize_power=0.5))
+    np.testing.assert_array_equal(plain.channel, eq.channel)  # the same entries, other rates
+    tot, tot_eq = _channel_totals(plain), _channel_totals(eq)
+    assert np.array_equal(tot == 0, tot_eq == 0) and (tot == 0).sum() >= 139
+    active = tot > 0
+    strong = tot >= 0.2 * tot[active].mean()  # above the floor: the log spread halves exactly
+    assert strong.sum() > 100
+    np.testing.assert_allclose(np.log(tot_eq[strong]).std(), np.log(tot[strong]).std() / 2, rtol=1e-3)
+    weak = active & ~strong  # raised by the largest gain, 5 ** 0.5
+    assert weak.any() and np.all(tot_eq[weak] > 2 * tot[weak])
 
 
 def test_encode_is_bit_for_bit_deterministic() -> None:
@@ -367,6 +425,35 @@ def test_encoded_files_are_byte_identical_per_seed(tmp_path: Path) -> None:
         outs.append(out.read_bytes())
     assert outs[0] == outs[1]  # same seed, any number of workers
     assert outs[0] != outs[2]
+
+
+def test_encode_equalize_option(tmp_path: Path) -> None:
+    """``--equalize 0.5`` is stored in the file's provenance and evens out the channels: a
+    tone's few strong channels lose spikes to its weak ones, the spikes' times stay in the word."""
+    wavs = _fsdd_like(tmp_path / "wavs", digits=(0, 1), speakers=("ann",), per=1)
+    counts = {}
+    for power in ("0", "0.5"):
+        out = tmp_path / f"eq{power}.h5"
+        assert main(["encode", str(wavs), "--out", str(out), "--label-pattern", LABEL, "--equalize", power,
+                     "--workers", "1", "--quiet"]) == 0
+        stored = json.loads(read_header(out).attrs["crsnn_encode"])["cochlea"]
+        assert stored["equalize_power"] == float(power) and stored["equalize_floor"] == 0.2
+        per = [np.bincount(u, minlength=700) for _, _, units in iter_spikes(out) for u in units]
+        counts[power] = np.stack(per).astype(float)
+    for plain, eq in zip(counts["0"], counts["0.5"]):
+        active = plain > 0
+        assert eq[:139].sum() == 0 and plain[:139].sum() == 0  # above 4 kHz: nothing either way
+        top = plain >= np.quantile(plain[active], 0.9)
+        weak = active & (plain <= np.quantile(plain[active], 0.3))
+        assert eq[top].sum() < 0.8 * plain[top].sum() and eq[weak].sum() > 1.1 * plain[weak].sum()
+        assert abs(eq.sum() - plain.sum()) < 0.3 * plain.sum()  # spikes moved, not made or lost
+
+
+def test_encode_equalize_out_of_range(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["encode", str(tmp_path), "--out", str(tmp_path / "x.h5"), "--equalize", "1.5"])
+    assert e.value.code == 2
+    assert "--equalize: expected a number in [0, 1], got 1.5" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("extra,message", [

@@ -41,6 +41,7 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _encode(args: argparse.Namespace) -> int:
+    from .cochlea import CochleaParams
     from .encode import encode_folder
 
     if args.test_speakers is None:  # outputs checked before the work
@@ -51,8 +52,9 @@ def _encode(args: argparse.Namespace) -> int:
     level = None if args.keep_level else args.level_db
     test = None if args.test_speakers is None else args.test_speakers.split(",")
     trim = None if args.no_trim else args.trim_db
-    s = encode_folder(args.wav_dir, args.out, seed=args.seed, level_db=level, max_duration=args.max_duration,
-                      trim_db=trim, workers=args.workers, progress=not args.quiet,
+    params = CochleaParams(equalize_power=args.equalize)
+    s = encode_folder(args.wav_dir, args.out, seed=args.seed, params=params, level_db=level,
+                      max_duration=args.max_duration, trim_db=trim, workers=args.workers, progress=not args.quiet,
                       label_pattern=args.label_pattern, speaker_pattern=args.speaker_pattern,
                       test_speakers=test)
     speakers = f", {len(s['speakers'])} speakers" if s["speakers"] else ""
@@ -132,6 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cut leading/trailing silence: keep from the first to the last 10-ms frame within DB "
                         "of the loudest one, plus 20 ms each side")
     e.add_argument("--no-trim", action="store_true", help="keep every sample (no silence cut)")
+    e.add_argument("--equalize", type=float_range(0, 1), default=0.0, metavar="POWER",
+                   help="per-recording channel equalisation: scale each cochlea channel's rates by "
+                        "(mean over active channels / its own mean) ** POWER, gain at most 5 ** POWER "
+                        "(0: off; 0.5: recommended for speakers the network has not heard)")
     e.add_argument("--max-duration", type=positive_float, default=None, help="seconds kept per file (default: all)")
     e.add_argument("--workers", type=positive_int, default=None, help="processes (default: CPU count, at most 8)")
     e.add_argument("--quiet", action="store_true", help="no progress bar")

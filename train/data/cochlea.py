@@ -16,6 +16,10 @@ Stages (per channel ``c``):
    the threshold envelope: the active RMS of the input is 1), divisive adaptation
    ``d / (1 + k * m)`` where ``m`` is ``d`` low-passed with time constant ``adapt_tau_s``.
 4. Firing rate ``rate_cap * tanh(gain * d / rate_cap)`` in Hz (soft cap).
+4b. Optional, off by default (``equalize_power = 0``): per-recording channel equalisation
+   (:func:`equalize_rates`), a gain per channel that pulls each channel's mean rate over the
+   recording towards the mean of the active channels. It removes most of the recording's long-term
+   spectrum (the voice's and the microphone's colour) and keeps each channel's time course.
 5. A renewal process (gamma-distributed inter-spike intervals of shape ``isi_shape`` in the
    rate-rescaled time) gives the spike times. Stages 3-5 visit only the (channel, sample)
    entries above the threshold (:class:`SparseRates`).
@@ -61,6 +65,9 @@ class CochleaParams:
     gain_hz: float = 200.0
     rate_cap_hz: float = 300.0
     isi_shape: float = 2.0
+    # per-recording channel equalisation (stage 4b): 0 = off
+    equalize_power: float = 0.0
+    equalize_floor: float = 0.2
     # a channel is filtered at the lowest rate fs/2^k with cf <= tier_ratio * rate
     tier_ratio: float = 0.3
 
@@ -560,7 +567,44 @@ def sparse_rates(env: np.ndarray, params: CochleaParams = CochleaParams()) -> Sp
         chs.append((pos // n_pad + r).astype(np.int32))
         ts.append((pos % n_pad).astype(np.int32))
         rates.append(rate[keep])
-    return SparseRates(np.concatenate(chs), np.concatenate(ts), np.concatenate(rates), (rows, n))
+    rate = np.concatenate(rates)
+    chan = np.concatenate(chs)
+    first = np.flatnonzero(np.r_[True, chan[1:] != chan[:-1]]) if chan.size else np.zeros(0, np.int64)
+    return SparseRates(chan, np.concatenate(ts), equalize_rates(rate, first, params), (rows, n))
+
+
+def equalize_rates(rate: np.ndarray, first: np.ndarray, params: CochleaParams = CochleaParams()) -> np.ndarray:
+    """Per-recording channel equalisation of the rate entries (stage 4b); ``rate`` unchanged
+    when ``params.equalize_power`` is 0.
+
+    Channel ``c``'s rates are multiplied by ``g_c = (M / max(R_c, floor * M)) ** power``, where
+    ``R_c`` is the sum of its rates over the recording and ``M`` the mean of ``R_c`` over the
+    channels that fire at all (``R_c > 0``; channels outside the recording's band do not count).
+    ``power = 1`` gives every active channel the same mean rate (as far as the floor lets a weak
+    channel be raised: at most ``1 / floor`` times); ``power = 0.5`` goes half the way in the log
+    domain. A speaker's voice and microphone colour the long-term spectrum of everything they say
+    (on the Free Spoken Digit Dataset one speaker has half the others' spikes above 2.5 kHz); the
+    words differ in how the channels change over time, which the gains keep. The mean rate over
+    the active channels stays within a factor ``1 / floor ** power`` of what it was.
+
+    Args:
+        rate: float32 Hz entries ``(m,)``, channel by channel (as in :class:`SparseRates`).
+        first: int index of each channel's first entry ``(n_channels_with_entries,)``, increasing.
+
+    Returns:
+        float32 ``(m,)``.
+    """
+    power = float(params.equalize_power)
+    if power == 0.0 or rate.size == 0:
+        return rate
+    totals = np.add.reduceat(rate.astype(np.float64), first)
+    active = totals > 0
+    if not active.any():
+        return rate
+    mean = totals[active].mean()
+    gain = (mean / np.maximum(totals, params.equalize_floor * mean)) ** power
+    counts = np.diff(np.r_[first, rate.size])
+    return (rate * np.repeat(gain, counts)).astype(np.float32)
 
 
 def _rates_of_rows(env: np.ndarray, rows: int, params: CochleaParams) -> tuple[np.ndarray, ...]:
@@ -849,6 +893,7 @@ def _encode_spikes(
     starts = np.concatenate([p[4][:-1] + o for p, o in zip(parts, offsets)])
     channels = np.concatenate([np.arange(p[0], p[0] + p[4].size - 1) for p in parts])
     has = np.diff(np.r_[starts, rate.size]) > 0
+    rate = equalize_rates(rate, starts[has], params)
     e, row, frac = _renewal(rate, starts[has], params.env_fs_hz, rng, params.isi_shape)
     # spike entry -> part -> block -> sample
     which = np.searchsorted(offsets, e, side="right") - 1
