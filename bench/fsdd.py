@@ -21,8 +21,10 @@ The recordings are encoded once per fold with ``crsnn-data encode ... --test-spe
 seeds) and the std over seeds of the leave-one-speaker-out mean; JSON in ``bench/results/fsdd.json``;
 plots of the accuracy per fold and of the learned delays in ``docs/``. ``--keep-rows`` keeps the
 rows of models not run now (same recipe, options and folds), so that ``make bench`` can give the
-CRSNN, its delay ablations, DelRec and the CRSNN with synaptic delays three seeds and the other
-rows one.
+CRSNN, its delay ablations and DelRec three seeds and the other rows one.
+
+The folds are encoded with the per-recording channel equalisation (``--equalize 0.5``; what it
+changed is in the ``fsdd`` recipe's notes, :mod:`crsnn.train.recipes`).
 
     .venv/bin/python bench/fsdd.py --recordings FSDD/recordings [--models crsnn delrec ff]
                                    [--seeds 0] [--epochs 30] [--jobs 2]
@@ -47,7 +49,7 @@ LABEL_PATTERN = r"^(\d+)_"
 SPEAKER_PATTERN = r"^\d+_([a-z]+)_"
 #: ``crsnn-data encode`` options of the folds (their folder is named after them, so that folds
 #: encoded otherwise, and the trainings on them, are never reused for these figures).
-ENCODE_OPTIONS = ["--trim-db", "20"]
+ENCODE_OPTIONS = ["--trim-db", "20", "--equalize", "0.5"]
 VARIANTS = {
     "crsnn": ["--model", "crsnn"],
     "crsnn-frozen": ["--model", "crsnn", "--lr-delay", "0"],

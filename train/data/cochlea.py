@@ -584,8 +584,7 @@ def equalize_rates(rate: np.ndarray, first: np.ndarray, params: CochleaParams = 
     channel be raised: at most ``1 / floor`` times); ``power = 0.5`` goes half the way in the log
     domain. A speaker's voice and microphone colour the long-term spectrum of everything they say
     (on the Free Spoken Digit Dataset one speaker has half the others' spikes above 2.5 kHz); the
-    words differ in how the channels change over time, which the gains keep. The mean rate over
-    the active channels stays within a factor ``1 / floor ** power`` of what it was.
+    words differ in how the channels change over time, which the gains keep.
 
     Args:
         rate: float32 Hz entries ``(m,)``, channel by channel (as in :class:`SparseRates`).
