@@ -569,8 +569,15 @@ def sparse_rates(env: np.ndarray, params: CochleaParams = CochleaParams()) -> Sp
         rates.append(rate[keep])
     rate = np.concatenate(rates)
     chan = np.concatenate(chs)
-    first = np.flatnonzero(np.r_[True, chan[1:] != chan[:-1]]) if chan.size else np.zeros(0, np.int64)
-    return SparseRates(chan, np.concatenate(ts), equalize_rates(rate, first, params), (rows, n))
+    return SparseRates(chan, np.concatenate(ts), equalize_rates(rate, _first_entries(chan), params), (rows, n))
+
+
+def _first_entries(channel: np.ndarray) -> np.ndarray:
+    """Index of each channel's first entry in channel-sorted entries ``channel`` (int ``(m,)``):
+    int64, increasing, one per channel present (empty for no entries)."""
+    if channel.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.flatnonzero(np.r_[True, channel[1:] != channel[:-1]])
 
 
 def equalize_rates(rate: np.ndarray, first: np.ndarray, params: CochleaParams = CochleaParams()) -> np.ndarray:
@@ -704,7 +711,7 @@ def renewal_spikes(
     sr = rates if isinstance(rates, SparseRates) else SparseRates.from_dense(np.asarray(rates))
     if sr.rate.size == 0:
         return np.zeros(0), np.zeros(0, dtype=np.int64)
-    first = np.flatnonzero(np.r_[True, sr.channel[1:] != sr.channel[:-1]])  # each channel's first entry
+    first = _first_entries(sr.channel)
     e, _, frac = _renewal(sr.rate, first, fs, rng, shape)
     return _spike_train((sr.sample[e] + frac) / fs, sr.channel[e].astype(np.int64))
 
