@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable, Iterator
 
 from _common import REPO, RESULTS
 
+from crsnn.atomic_write import write_bytes_atomic
+
 BEGIN, END = "<!-- results:begin (bench/results_table.py) -->", "<!-- results:end -->"
 
 
@@ -229,11 +231,11 @@ def render() -> str:
             continue
         machines[r["machine"]["cpu"]] = r["machine"]
         out += rows_of(r)
-    for m in machines.values():
+    if machines:  # the first CPU met, as its latest result recorded it
+        m = next(iter(machines.values()))
         row("")
         row(f"Measured on {m['cpu']}, {m['cpus_visible']} cores visible, Python {m['python']}, torch {m['torch']}, "
             f"{m['date']}; every figure is read from `bench/results/*.json` by `bench/results_table.py`.")
-        break
     if missing:
         row("")
         row(f"Not measured yet: {', '.join(missing)} (run the scripts named above).")
@@ -255,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
-    readme.write_text(f"{head}{BEGIN}\n{table}\n{END}{tail}")
+    write_bytes_atomic(readme, f"{head}{BEGIN}\n{table}\n{END}{tail}".encode())
     print("README.md: results table updated")
     return 0
 
