@@ -17,6 +17,18 @@ never loads a library built for another CPU); written atomically, so concurrent 
 ranks, parallel tests) are safe. No compiler, a failed build, or ``CRSNN_NATIVE=0``: the
 simulator runs its torch operations instead (same results, slower); :func:`unavailable_reason`
 says why. ``python -m crsnn.sim.native`` builds it and prints where it is.
+
+The cache holds code that crsnn runs as the calling user, so it is trusted only when nobody else
+can have written it (:mod:`crsnn.sim.private_cache`): the folder must be a real folder (not a
+symbolic link) of the calling user without group or other write permission (a missing one is
+created 0700 whatever the umask), and a library a regular file of the user that nobody else may
+write (built ones are 0500); both are checked on open descriptors and the library is loaded from
+the descriptor that was checked. A cache folder that fails this is neither read nor written: the
+loop is compiled into a private temporary folder for this process instead (a few seconds per
+process), with one :class:`UnsafeCacheWarning` saying why (:func:`cache_problem`); so does a
+cache that cannot be created or written. A library that fails it inside a safe folder is rebuilt
+in its place, with the same warning. A cache folder shared between users is therefore never
+used: each user needs their own.
 """
 
 from __future__ import annotations
@@ -30,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
@@ -37,7 +50,7 @@ from pathlib import Path
 import numpy as np
 
 from crsnn import loihi2 as L2
-from crsnn.atomic_write import write_bytes_atomic
+from crsnn.sim import private_cache
 
 SOURCE = Path(__file__).with_name("lif_layer.c")
 #: Set to ``0`` to run the torch operations instead of the compiled loop.
@@ -51,6 +64,11 @@ MIN_SAMPLES_PER_THREAD = 4
 _I64P = ctypes.POINTER(ctypes.c_int64)
 _I32P = ctypes.POINTER(ctypes.c_int32)
 _F64P = ctypes.POINTER(ctypes.c_double)
+
+
+class UnsafeCacheWarning(RuntimeWarning):
+    """The build cache was not used as it was (someone else could have written it); the
+    message says why and what was done instead."""
 
 
 def cache_dir() -> Path:
@@ -82,16 +100,16 @@ def _cpu_signature() -> str:
     return sig + platform.processor()
 
 
-def _library_path(cc: str, flags: list[str]) -> Path:
+def _library_name(cc: str, flags: list[str]) -> str:
     h = hashlib.sha256(SOURCE.read_bytes())
     for part in (cc, " ".join(flags), _cpu_signature(), sys.platform):
         h.update(part.encode())
-    return cache_dir() / f"lif_layer-{h.hexdigest()[:16]}.so"
+    return f"lif_layer-{h.hexdigest()[:16]}.so"
 
 
-def _compile(cc: str, flags: list[str], out: Path) -> str | None:
-    """Compile into a temporary folder, then move the library into place atomically. Returns
-    None, or the compiler's complaint."""
+def _compile(cc: str, flags: list[str]) -> bytes | str:
+    """Compile in a private temporary folder. Returns the library's bytes, or the compiler's
+    complaint (a str)."""
     with tempfile.TemporaryDirectory(prefix="crsnn-build-") as tmp:
         lib = Path(tmp) / "lib.so"
         try:
@@ -102,30 +120,110 @@ def _compile(cc: str, flags: list[str], out: Path) -> str | None:
         if r.returncode != 0 or not lib.exists():
             msg = (r.stderr or r.stdout).strip()
             return "\n".join(msg.splitlines()[:5]) or f"exit code {r.returncode}"
-        write_bytes_atomic(out, lib.read_bytes())
-    return None
+        return lib.read_bytes()
 
 
-def build() -> Path:
-    """Compile ``lif_layer.c`` (once per source, flags and CPU) and return the library's path.
-    Raises ``RuntimeError`` with the compiler's message when no build works."""
+def _library_in(dir_fd: int, cc: str) -> tuple[int, str, tuple[str, str] | None]:
+    """The library in the (checked, open) folder ``dir_fd``, compiled and installed there when
+    missing or untrustworthy. Returns ``(descriptor of the checked library, its name, (name,
+    reason) of an existing file that was replaced, or None)``; raises ``RuntimeError`` when no
+    build works."""
+    errors, replaced = [], None
+    for flags in (BASE_FLAGS + ["-march=native"], BASE_FLAGS):
+        name = _library_name(cc, flags)
+        try:
+            return private_cache.open_private_file(dir_fd, name), name, replaced
+        except FileNotFoundError:
+            pass
+        except private_cache.UnsafeError as e:
+            replaced = replaced or (name, str(e))
+        built = _compile(cc, flags)
+        if isinstance(built, str):
+            errors.append(f"{cc} {' '.join(flags)}: {built}")
+            continue
+        private_cache.install(dir_fd, name, built)
+        return private_cache.open_private_file(dir_fd, name), name, replaced
+    raise RuntimeError("compiling lif_layer.c failed:\n" + "\n".join(errors))
+
+
+class _CacheUnusable(Exception):
+    """The build cache cannot be used; the message says which folder and why."""
+
+
+def _from_cache(cc: str) -> tuple[int, Path, str | None]:
+    """The checked library from the build cache (built there if needed): ``(descriptor, path,
+    note)``, the note saying which untrustworthy file was replaced and why. Raises
+    :class:`_CacheUnusable` or ``RuntimeError`` (no build works)."""
+    folder = cache_dir()
+    try:
+        dir_fd = private_cache.open_private_dir(folder)
+    except private_cache.UnsafeError as e:
+        raise _CacheUnusable(f"not using the build cache {folder}: {e}, so what it holds could come from someone "
+                             "else, and crsnn would run it as you") from None
+    except OSError as e:
+        raise _CacheUnusable(f"not using the build cache {folder}: it cannot be created or opened "
+                             f"({e.strerror or e})") from None
+    try:
+        fd, name, replaced = _library_in(dir_fd, cc)
+    except private_cache.UnsafeError as e:  # only if the file changed under our install
+        raise _CacheUnusable(f"not using the build cache {folder}: a library there changed while it was "
+                             f"installed ({e})") from None
+    except OSError as e:  # e.g. a folder in the library's place, an unreadable file, a full disk
+        raise _CacheUnusable(f"not using the build cache {folder}: the library there cannot be read or written "
+                             f"({e.strerror or e})") from None
+    finally:
+        os.close(dir_fd)
+    note = None if replaced is None else (f"replaced {folder / replaced[0]} in the build cache: {replaced[1]}; "
+                                          "it was not loaded, and a fresh build (mode 0500) took its place")
+    return fd, folder / name, note
+
+
+_FIX = ("point CRSNN_CACHE_DIR at a folder of your own that nobody else can write (a new one is created 0700), "
+        "or make this one a real folder owned by you with chmod 700")
+
+
+def _obtain() -> tuple[int, Path, str | None]:
+    """The checked library, open: from the build cache, or, when the cache is unusable, compiled
+    into a private temporary folder that is removed again (the descriptor keeps the library).
+    Returns ``(descriptor, path, note)``; the note, when not None, is what the user should be
+    told. Raises ``RuntimeError`` when no library can be had."""
     cc = _compiler()
     if cc is None:
         raise RuntimeError("no C compiler found (cc, gcc or clang; or set $CC)")
-    errors = []
-    for flags in (BASE_FLAGS + ["-march=native"], BASE_FLAGS):
-        path = _library_path(cc, flags)
-        if path.exists():
-            return path
+    try:
+        return _from_cache(cc)
+    except _CacheUnusable as e:
+        problem = str(e)
+    try:
+        folder = tempfile.mkdtemp(prefix="crsnn-native-")  # new, 0700, ours
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise RuntimeError(f"cannot create the build cache {path.parent}: {e} (set $CRSNN_CACHE_DIR)") from e
-        err = _compile(cc, flags, path)
-        if err is None:
-            return path
-        errors.append(f"{cc} {' '.join(flags)}: {err}")
-    raise RuntimeError("compiling lif_layer.c failed:\n" + "\n".join(errors))
+            dir_fd = private_cache.open_private_dir(Path(folder))
+            try:
+                fd, name, _ = _library_in(dir_fd, cc)
+            finally:
+                os.close(dir_fd)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)  # the open descriptor keeps the library
+    except (RuntimeError, OSError, private_cache.UnsafeError) as e:
+        raise RuntimeError(f"{problem}; building a private copy failed too: {e}") from None
+    return fd, Path(folder) / name, (f"{problem}. Compiled the loop into a private temporary folder for this "
+                                     f"process instead (a few seconds at each start). Fix: {_FIX}")
+
+
+def build() -> Path:
+    """Compile ``lif_layer.c`` into the build cache (once per source, flags and CPU) and return
+    the library's path. Raises ``RuntimeError``: when the cache folder could have been written
+    by someone else or cannot be created (then nothing is read or written there; the message
+    says why and what to do), or with the compiler's message when no build works."""
+    cc = _compiler()
+    if cc is None:
+        raise RuntimeError("no C compiler found (cc, gcc or clang; or set $CC)")
+    try:
+        fd, path, _ = _from_cache(cc)
+    except _CacheUnusable as e:
+        raise RuntimeError(f"{e}. Fix: {_FIX}") from None
+    os.close(fd)
+    return path
 
 
 def switched_off() -> bool:
@@ -139,11 +237,19 @@ def enabled() -> bool:
 
 
 @lru_cache(maxsize=None)
-def _load() -> tuple[ctypes.CDLL | None, str | None]:
+def _load() -> tuple[ctypes.CDLL | None, str | None, str | None]:
+    """``(library, why unavailable, cache problem)``, once per process; warns about a cache
+    problem here (so once)."""
     try:
-        lib = ctypes.CDLL(str(build()))
+        fd, path, note = _obtain()
     except (RuntimeError, OSError) as e:
-        return None, str(e)
+        return None, str(e), None
+    if note:
+        warnings.warn(f"crsnn.sim.native: {note}", UnsafeCacheWarning, stacklevel=3)
+    try:
+        lib = private_cache.load_library(fd)
+    except OSError as e:
+        return None, f"cannot load {path}: {e}", note
     fn = lib.crsnn_lif_layer
     i64 = ctypes.c_int64
     fn.argtypes = [i64, i64, i64, i64,
@@ -153,7 +259,7 @@ def _load() -> tuple[ctypes.CDLL | None, str | None]:
                    i64, i64, i64, _I64P,
                    _I32P, _I64P, _F64P]
     fn.restype = ctypes.c_int
-    return lib, None
+    return lib, None, note
 
 
 def available() -> bool:
@@ -167,6 +273,12 @@ def unavailable_reason() -> str | None:
     if switched_off():
         return f"switched off by {ENV_SWITCH}={os.environ[ENV_SWITCH]}"
     return _load()[1]
+
+
+def cache_problem() -> str | None:
+    """Why the build cache was not used as it was (the text of the :class:`UnsafeCacheWarning`),
+    or None. Loads the loop on first call."""
+    return _load()[2]
 
 
 # --------------------------------------------------------------------------------------------
@@ -314,15 +426,21 @@ def simulate_native(net, x: np.ndarray, threads: int | None = None, timing: list
 
 
 def main() -> int:
-    """Build the library now (e.g. in a set-up script) and say where it is, or why not."""
+    """Build the library now (e.g. in a set-up script) and say where it is, or why not. Exit
+    code 0 when the loop works, even if only from a private copy (a problem with the cache is
+    said on stderr), 1 when it does not."""
     t0 = time.perf_counter()
     try:
-        path = build()
+        fd, path, note = _obtain()
     except RuntimeError as e:
         print(f"crsnn.sim.native: {e}\nthe integer simulator will use its torch operations (slower, same results)",
               file=sys.stderr)
         return 1
-    print(f"crsnn.sim.native: {path} ({time.perf_counter() - t0:.1f} s)")
+    os.close(fd)
+    if note:
+        print(f"crsnn.sim.native: warning: {note}", file=sys.stderr)
+    where = str(path) if path.parent == cache_dir() else "a private copy for this process, not cached"
+    print(f"crsnn.sim.native: {where} ({time.perf_counter() - t0:.1f} s)")
     return 0
 
 
