@@ -91,6 +91,17 @@ NETX_BIAS_EXP = 6
 #: Graded spike payloads carried by a connection: 1..MAX_MESSAGE_BITS bits, unsigned.
 MAX_MESSAGE_BITS = 8
 
+# Capacity (Intel's public Loihi 2 material, not a datasheet): a chip has 128 neuron cores of at
+# most 8192 neurons each (crsnn.deploy.report's per-core estimates start from these); the largest
+# Loihi 2 system, Hala Point (Intel, April 2024), holds 1152 chips with 1.15 billion neurons and
+# 128 billion synapses. A network larger than that runs on no Loihi 2 system: crsnn refuses such a
+# graph before reading its arrays.
+CORES_PER_CHIP = 128
+NEURONS_PER_CORE = 8192
+SYSTEM_NAME = "Hala Point, 1152 Loihi 2 chips"
+SYSTEM_NEURONS_MAX = 1_150_000_000
+SYSTEM_SYNAPSES_MAX = 128_000_000_000
+
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
 
@@ -478,3 +489,131 @@ def weight_exp_for_scale(max_abs_float: float, v_per_unit: float,
         unit0 = (2**ACT_SHIFT) / float(v_per_unit)
         e = int(np.ceil(np.log2(max_abs_float / (top * unit0))))
     return int(np.clip(max(e, int(min_exp)), WEIGHT_EXP_MIN, WEIGHT_EXP_MAX))
+
+
+# --------------------------------------------------------------------------------------------
+# CS-GRU cell: crsnn's fixed-point gated neuron (a programmable-neuron model, not a Lava built-in)
+# --------------------------------------------------------------------------------------------
+# Per neuron and time step, with ``a_r``, ``a_i``, ``a_z`` the summed outputs of the connections
+# into the reset gate, the input current and the update gate (each connection's sum already shifted
+# by its weight exponent, exactly as for the LIF's ``a``):
+#
+#   r   = sigmoid_q(gate_preactivation(a_r, bias_r))                       gate, 0..4096
+#   i   = sat24(gate_product(r, i) + (a_i << 6) + bias_i)                   current, v units
+#   z   = sigmoid_q(gate_preactivation(a_z, bias_z) + diag_term(w_z, i, z_shift))
+#   v   = sat24(gate_product(z, v) + gate_product(4096 - z, i) - (vth << 6) * s_prev)
+#   s   = v > vth << 6                                                      (strict, as the LIF)
+#
+# Widths: ``i`` and ``v`` are 24-bit and SATURATE at +-(2**23 - 1) (no wrap-around); gates are
+# unsigned 13-bit values 0..4096 (4096 = 1.0: a resolution of 1/4096); gate pre-activations are
+# fixed point with 12 fraction bits (4096 = 1.0), computed exactly (at most 38 bits: |a| < 2**31)
+# and saturated at +-(2**23 - 1), which changes no gate (every gate is 0 or 4096 beyond
+# +-GATE_SATURATION); ``w_z`` is an 8-bit signed mantissa with a per-layer right shift 0..24.
+# Every gate x state product is one integer multiply (13 x 24 bits, at most 37 bits) and a
+# truncating shift by 12 (toward zero, like Lava's decays), so |gate_product(g, x)| <= |x|.
+# The reset is by subtraction one step after the spike (``- vth << 6`` times the previous step's
+# spike); there is no separate reset to zero.
+
+#: Fraction bits of gates and gate pre-activations: 4096 means 1.0.
+GATE_BITS = 12
+GATE_ONE = 2**GATE_BITS
+#: |pre-activation| at or above which the gate is exactly 0 or 1 (5.0 in Q12).
+GATE_SATURATION = 5 * GATE_ONE
+#: The piecewise-linear sigmoid for x >= 0 (Q12 in and out) is the minimum of these lines,
+#: ``(x >> shift) + offset``: slopes 1/4, 1/8, 1/32 and the ceiling 1.0 (the PLAN approximation,
+#: Amin et al. 1997, written as the minimum of its segments so that it is continuous and
+#: monotone); ``sigmoid_q(-x) = 4096 - sigmoid_q(x)``. Largest error against the true sigmoid:
+#: 0.019 (tested).
+SIGMOID_SEGMENTS = ((2, 2048), (3, 2560), (5, 3456))
+#: The per-neuron update-gate weight on the current: 8-bit signed mantissa and a right shift.
+DIAG_MIN, DIAG_MAX = -256, 255
+DIAG_SHIFT_MIN, DIAG_SHIFT_MAX = 0, 24
+
+
+def _minimum(a, b):
+    if _is_torch(a) or _is_torch(b):
+        import torch
+
+        return torch.minimum(torch.as_tensor(a), torch.as_tensor(b))
+    return np.minimum(a, b)
+
+
+def sigmoid_q(x):
+    """The fixed-point sigmoid: ``x`` a pre-activation with 12 fraction bits (4096 = 1.0), integer
+    array/tensor or a floating tensor holding integers; returns the gate 0..4096 (4096 = 1.0),
+    same type. For ``x >= 0``: ``min((x >> 2) + 2048, (x >> 3) + 2560, (x >> 5) + 3456, 4096)``
+    (floor shifts, :data:`SIGMOID_SEGMENTS`); for ``x < 0``: ``4096 - sigmoid_q(-x)``. Monotone,
+    ``sigmoid_q(0) = 2048``, 0 / 4096 for ``|x| >= 20480`` (5.0)."""
+    y = abs(x)
+    g = None
+    for shift, offset in SIGMOID_SEGMENTS:
+        seg = floor_shift(y, -shift) + offset
+        g = seg if g is None else _minimum(g, seg)
+    g = _clip(g, 0, GATE_ONE)
+    return _where(x >= 0, g, GATE_ONE - g)
+
+
+def gate_product(g, x):
+    """A gate times a state: ``trunc(g * x / 4096)`` (``g`` 0..4096, ``x`` 24-bit): one multiply
+    (exact in int64 and in float64) and a shift rounding toward zero, so ``|result| <= |x|``."""
+    return trunc_shift(g * x, GATE_BITS)
+
+
+def saturate24(x):
+    """Saturate a state to the signed 24-bit range +-(2**23 - 1) (no wrap-around)."""
+    return _clip(x, V_MIN, V_MAX)
+
+
+def gate_preactivation(a, bias):
+    """A gate's pre-activation in Q12: ``saturate24((a << 6) + bias)``; ``a`` the summed connection
+    outputs (as for the LIF: one weight unit is 64 pre-activation units), ``bias`` already
+    ``bias_mant << bias_exp`` (Q12 units)."""
+    return saturate24(a * (2**ACT_SHIFT) + bias)
+
+
+def diag_term(w, i, shift: int):
+    """The update gate's per-neuron weight on this step's current: ``(w * i) >> shift`` (floor;
+    ``w`` 8-bit signed mantissa, ``i`` 24-bit current, ``shift`` 0..24), in Q12 pre-activation
+    units."""
+    return floor_shift(w * i, -int(shift))
+
+
+def csgru_step(i, v, s_prev, a_r, a_i, a_z, bias_r, bias_i, bias_z, w_z, z_shift: int, vth: int):
+    """One time step of the fixed-point CS-GRU neuron (see the section comment above), vectorised
+    over any shape (e.g. ``(batch, neurons)``).
+
+    ``i``, ``v``: current and voltage before the step (v units, 24-bit); ``s_prev``: the previous
+    step's spikes (0/1, same dtype as ``v``); ``a_r``, ``a_i``, ``a_z``: this step's summed
+    connection outputs into the three inputs (before the ``<< 6``); ``bias_r``, ``bias_z``: gate
+    biases (Q12), ``bias_i``: current bias (v units), all ``bias_mant << bias_exp`` and
+    broadcastable; ``w_z``: per-neuron update-gate weights (8-bit), ``z_shift`` their shift;
+    ``vth``: threshold mantissa (threshold ``vth << 6``).
+
+    Returns ``(i, v, s, r, z)``: new current, new voltage (not reset: the reset is the
+    subtraction at the next step), spikes (bool), the reset and update gates (0..4096). Works on
+    int64 NumPy arrays and on float64 torch tensors holding integers (exact: every intermediate is
+    below 2**38)."""
+    theta = scaled_threshold(vth)
+    r = sigmoid_q(gate_preactivation(a_r, bias_r))
+    i = saturate24(gate_product(r, i) + a_i * (2**ACT_SHIFT) + bias_i)
+    z = sigmoid_q(saturate24(gate_preactivation(a_z, bias_z) + diag_term(w_z, i, z_shift)))
+    v = saturate24(gate_product(z, v) + gate_product(GATE_ONE - z, i) - theta * s_prev)
+    s = v > theta
+    return i, v, s, r, z
+
+
+def gate_float_per_unit() -> float:
+    """The float pre-activation one Q12 unit stands for: 1/4096."""
+    return 1.0 / GATE_ONE
+
+
+def diag_shift_for(max_abs_float: float, v_per_unit: float) -> int:
+    """The update gate's ``z_shift`` for float per-neuron weights of magnitude up to
+    ``max_abs_float`` (float pre-activation per float unit of current; the current's float unit is
+    ``v_per_unit`` v units): the largest shift 0..24 whose 8-bit mantissas
+    ``w * 4096 / v_per_unit * 2**shift`` stay within +-255 (0 when every weight is 0)."""
+    scale = float(max_abs_float) * GATE_ONE / float(v_per_unit)
+    if scale <= 0:
+        return DIAG_SHIFT_MIN
+    shift = int(np.floor(np.log2(DIAG_MAX / scale)))
+    return int(np.clip(shift, DIAG_SHIFT_MIN, DIAG_SHIFT_MAX))

@@ -12,7 +12,14 @@ A network is ``input -> hidden layer 1 -> ... -> hidden layer L -> readout``:
   convolution over the neuron axis (one shared kernel, "same" padding: CRSNN) or a dense N x N
   matrix (DelRec);
 - the readout is a layer without recurrence whose voltage ``v`` is recorded (a "non-spiking" LIF:
-  its threshold is normally the largest one).
+  its threshold is normally the largest one);
+- a hidden layer with :class:`GateSet` ``gates`` is a CS-GRU layer: its neurons are the
+  fixed-point gated neurons of :func:`crsnn.loihi2.csgru_step` instead of LIFs. ``ff`` and ``rec``
+  (required, a conv recurrence) feed its input current; ``gates`` holds the reset gate's
+  feedforward connection and conv recurrence, the update gate's conv recurrence (both through the
+  same per-neuron axonal delays as ``rec``), the gate biases and the update gate's per-neuron
+  weight on the current. Its ``neuron`` gives ``n``, ``vth`` and the current's bias
+  (``du = 4095``, ``dv = 0``: unused, and validated so).
 
 All values are the integers Lava is given (see :mod:`crsnn.loihi2` for their meaning).
 :meth:`IntegerNetwork.validate` checks every value against Loihi 2 / Lava limits and raises
@@ -191,16 +198,66 @@ class LIFParams:
 
 
 @dataclass
+class GateSet:
+    """The gates of a CS-GRU layer (see :func:`crsnn.loihi2.csgru_step`), integers as deployed.
+
+    r_ff: (n, n_in) feedforward connection into the reset gate (``W_r``).
+    r_rec, z_rec: conv recurrences into the reset and update gates (``U_r``, ``U_z``); their
+        delays must equal the layer's ``rec.delays`` (one axonal delay per neuron).
+    bias_r_mant, bias_r_exp, bias_z_mant, bias_z_exp: gate biases, 13-bit mantissa and exponent
+        0..7 like the LIF bias, in Q12 pre-activation units (``mant << exp``; 4096 = 1.0).
+    w_z: (n,) 8-bit signed per-neuron weights of the update gate on the current (``W_z``, a
+        diagonal map: a conv of the current would need the neurons to exchange graded values
+        within one step, which Loihi 2's one-step synaptic latency does not allow); z_shift: their
+        right shift 0..24.
+    """
+
+    r_ff: Connection
+    r_rec: Recurrence
+    z_rec: Recurrence
+    bias_r_mant: np.ndarray | int = 0
+    bias_r_exp: np.ndarray | int = 0
+    bias_z_mant: np.ndarray | int = 0
+    bias_z_exp: np.ndarray | int = 0
+    w_z: np.ndarray | int = 0
+    z_shift: int = 0
+
+    def __post_init__(self) -> None:
+        n = self.r_rec.n
+        for name in ("bias_r_mant", "bias_r_exp", "bias_z_mant", "bias_z_exp", "w_z"):
+            setattr(self, name, np.broadcast_to(_int_array(getattr(self, name), name), (n,)).copy())
+        self.z_shift = int(self.z_shift)
+
+    @property
+    def n(self) -> int:
+        return self.r_rec.n
+
+    def bias_r(self) -> np.ndarray:
+        """(n,) int64 reset-gate bias, Q12."""
+        return L2.scaled_bias(self.bias_r_mant, self.bias_r_exp)
+
+    def bias_z(self) -> np.ndarray:
+        """(n,) int64 update-gate bias, Q12."""
+        return L2.scaled_bias(self.bias_z_mant, self.bias_z_exp)
+
+
+@dataclass
 class Layer:
-    """A population fed by ``ff`` (and, for hidden layers, optionally by ``rec``)."""
+    """A population fed by ``ff`` (and, for hidden layers, optionally by ``rec``); with ``gates``
+    a CS-GRU layer (see :class:`GateSet`)."""
 
     ff: Connection
     neuron: LIFParams
     rec: Recurrence | None = None
+    gates: GateSet | None = None
 
     @property
     def n(self) -> int:
         return self.neuron.n
+
+    @property
+    def is_csgru(self) -> bool:
+        return self.gates is not None
 
 
 @dataclass
@@ -221,6 +278,11 @@ class IntegerNetwork:
     @property
     def n_out(self) -> int:
         return self.readout.n
+
+    @property
+    def has_csgru(self) -> bool:
+        """Whether any hidden layer is a CS-GRU layer (gated neurons, not Lava's LIF)."""
+        return any(layer.is_csgru for layer in self.hidden)
 
     def max_input(self) -> int:
         """Largest input value per channel and step (1 for binary spikes)."""
@@ -249,7 +311,16 @@ class IntegerNetwork:
             nrn = layer.neuron
             if layer.ff.shape != (nrn.n, n_prev):
                 errors.append(f"{where}: feedforward weights have shape {layer.ff.shape}, expected ({nrn.n}, {n_prev})")
-            for conn_name, conn, payload in (("feedforward", layer.ff, max_payload), ("recurrent", layer.rec, 1)):
+            conns = [("feedforward", layer.ff, max_payload), ("recurrent", layer.rec, 1)]
+            if layer.gates is not None:
+                g = layer.gates
+                conns += [("reset-gate feedforward", g.r_ff, max_payload), ("reset-gate recurrent", g.r_rec, 1),
+                          ("update-gate recurrent", g.z_rec, 1)]
+                if g.r_ff.shape != (nrn.n, n_prev):
+                    errors.append(f"{where}: reset-gate feedforward weights have shape {g.r_ff.shape}, "
+                                  f"expected ({nrn.n}, {n_prev})")
+                errors += _gate_errors(where, layer, max_payload)
+            for conn_name, conn, payload in conns:
                 if conn is None:
                     continue
                 if not 1 <= conn.num_weight_bits <= L2.WEIGHT_BITS:
@@ -282,15 +353,15 @@ class IntegerNetwork:
                 if acc >= 2**31:
                     bad(where, f"{conn_name} worst-case accumulation", acc, "[0, 2**31)",
                         "fewer inputs, smaller weights or fewer message bits")
-            if layer.rec is not None:
+            if layer.rec is not None or layer.gates is not None:
                 if li == len(self.hidden):
                     errors.append("readout: a readout layer cannot have a recurrence")
-                d = layer.rec.delays
+                d = layer.rec.delays if layer.rec is not None else np.zeros(0, np.int64)
                 if d.size and (d.min() < L2.DELAY_MIN or d.max() > L2.DELAY_MAX):
                     j = int(np.argmax((d < L2.DELAY_MIN) | (d > L2.DELAY_MAX)))
                     bad(where, f"recurrent delay of neuron {j}", int(d[j]), f"[{L2.DELAY_MIN}, {L2.DELAY_MAX}] steps",
                         "clamp delays during training (Loihi 2 axonal delay range)")
-                if layer.rec.is_conv and layer.rec.kernel.size < 1:
+                if layer.rec is not None and layer.rec.is_conv and layer.rec.kernel.size < 1:
                     bad(where, "conv kernel size", layer.rec.kernel.size, "[1, inf)")
             for pname, val, lo, hi in (("du", nrn.du, 0, L2.DECAY_MAX), ("dv", nrn.dv, 0, L2.DECAY_MAX),
                                        ("vth", nrn.vth, 0, L2.VTH_MAX)):
@@ -319,3 +390,49 @@ class IntegerNetwork:
                 f"input: values in [{x.min()}, {x.max()}] outside [0, {self.max_input()}] for "
                 f"input_message_bits = {self.input_message_bits} (clip or re-bin the input, or use more message bits)")
         return x
+
+
+def _gate_errors(where: str, layer: Layer, max_payload: int) -> list[str]:
+    """What does not fit in a CS-GRU layer's gates (see :class:`GateSet`), one message each."""
+    from crsnn.bounds import shifted_bound
+
+    g, nrn, rec = layer.gates, layer.neuron, layer.rec
+    assert g is not None
+    out: list[str] = []
+    if rec is None or not rec.is_conv:
+        return [f"{where}: a CS-GRU layer needs a conv recurrence into its current (rec with a kernel)"]
+    for name, r in (("reset-gate", g.r_rec), ("update-gate", g.z_rec)):
+        if not r.is_conv:
+            out.append(f"{where}: the {name} recurrence must be a conv kernel")
+        if r.n != rec.n or not np.array_equal(r.delays, rec.delays):
+            out.append(f"{where}: the {name} recurrence must use the layer's axonal delays (one per neuron)")
+    if nrn.du != L2.DECAY_MAX or nrn.dv != 0:
+        out.append(f"{where}: a CS-GRU layer has du = {nrn.du}, dv = {nrn.dv}; expected {L2.DECAY_MAX} and 0 "
+                   "(its gates replace the decays)")
+    for name, mant, exp in (("bias_r", g.bias_r_mant, g.bias_r_exp), ("bias_z", g.bias_z_mant, g.bias_z_exp)):
+        if mant.size and (mant.min() < L2.BIAS_MANT_MIN or mant.max() > L2.BIAS_MANT_MAX):
+            out.append(f"{where}: {name} mantissa = [{mant.min()}, {mant.max()}] outside "
+                       f"[{L2.BIAS_MANT_MIN}, {L2.BIAS_MANT_MAX}] (use a larger exponent)")
+        if exp.size and (exp.min() < L2.BIAS_EXP_MIN or exp.max() > L2.BIAS_EXP_MAX):
+            out.append(f"{where}: {name} exponent = [{exp.min()}, {exp.max()}] outside "
+                       f"[{L2.BIAS_EXP_MIN}, {L2.BIAS_EXP_MAX}]")
+    if g.w_z.size and (g.w_z.min() < L2.DIAG_MIN or g.w_z.max() > L2.DIAG_MAX):
+        out.append(f"{where}: update-gate weights w_z = [{g.w_z.min()}, {g.w_z.max()}] outside "
+                   f"[{L2.DIAG_MIN}, {L2.DIAG_MAX}] (use a larger z_shift)")
+    if not L2.DIAG_SHIFT_MIN <= g.z_shift <= L2.DIAG_SHIFT_MAX:
+        out.append(f"{where}: z_shift = {g.z_shift} outside [{L2.DIAG_SHIFT_MIN}, {L2.DIAG_SHIFT_MAX}]")
+    if out:
+        return out
+
+    def bound(conn, payload: int) -> int:
+        eff = conn.effective()
+        return shifted_bound(L2.max_abs_accumulation(eff, payload), conn.weight_exp) if eff.size else 0
+
+    # each gate input is the int32 sum of two connection outputs: it must not wrap
+    for name, total in (("current", bound(layer.ff, max_payload) + bound(rec, 1)),
+                        ("reset gate", bound(g.r_ff, max_payload) + bound(g.r_rec, 1)),
+                        ("update gate", bound(g.z_rec, 1))):
+        if total >= 2**31:
+            out.append(f"{where}: worst-case summed input of the {name} = {total} outside [0, 2**31) "
+                       "(smaller weights or exponents)")
+    return out

@@ -30,7 +30,7 @@ from crsnn.models.integer import Connection, IntegerNetwork, Layer, LIFParams, R
 from .layers import TARGETS, HiddenLayer, Readout, dropout_mask, leak_from_tau, to_numpy_int
 from .surrogate import Surrogate
 
-MODELS = ("crsnn", "delrec", "ff", "dcls")
+MODELS = ("crsnn", "delrec", "ff", "dcls", "csgru")
 LOSSES = ("sum_softmax", "mean", "max")
 
 
@@ -38,11 +38,13 @@ LOSSES = ("sum_softmax", "mean", "max")
 class ModelConfig:
     """Everything needed to rebuild a :class:`SpikingNet` (stored in checkpoints as a dict).
 
-    model: ``crsnn`` (conv recurrence), ``delrec`` (dense recurrence), ``ff`` (no recurrence) or
+    model: ``crsnn`` (conv recurrence), ``delrec`` (dense recurrence), ``ff`` (no recurrence),
         ``dcls`` (a learnable delay per feedforward synapse, DCLS-style, see
-        :mod:`crsnn.models.dcls`; no recurrence unless ``recurrent`` asks for the CRSNN's).
+        :mod:`crsnn.models.dcls`; no recurrence unless ``recurrent`` asks for the CRSNN's) or
+        ``csgru`` (CS-GRU cells with conv recurrences through learnable axonal delays, see
+        :mod:`crsnn.models.csgru`).
     recurrent: per hidden layer, whether it has the model's recurrence (default: all; none for
-        ``dcls``).
+        ``dcls``); for ``csgru``, whether the layer is a CS-GRU cell (else a feedforward LIF layer).
     tau / tau_out: membrane time constants of hidden / readout neurons in steps
         (``beta = 1 - 1/tau``). vth: hidden threshold mantissa (float threshold 1.0 = ``vth << 6``).
     readout_scale: ``v`` units per float unit of the readout voltage.
@@ -126,7 +128,7 @@ class ModelConfig:
     def recurrence_of(self, i: int) -> str | None:
         if not self.recurrent[i] or self.model == "ff":
             return None
-        return "dense" if self.model == "delrec" else "conv"
+        return {"delrec": "dense", "csgru": "csgru"}.get(self.model, "conv")
 
 
 def sigma_at(epoch: int, epochs: int, sigma0: float, gamma: float) -> float:
@@ -150,6 +152,10 @@ class SpikingNet(nn.Module):
                 from .dcls import DCLSHiddenLayer
 
                 layers.append(DCLSHiddenLayer(*args, max_delay=config.max_delay))
+            elif config.recurrence_of(i) == "csgru":
+                from .csgru import CSGRUHiddenLayer
+
+                layers.append(CSGRUHiddenLayer(*args))
             else:
                 layers.append(HiddenLayer(*args))
             n_prev = n
@@ -232,6 +238,9 @@ class SpikingNet(nn.Module):
         hidden = []
         with torch.no_grad():
             for layer in self.layers:
+                if hasattr(layer, "integer_layer"):  # CS-GRU cells describe themselves
+                    hidden.append(layer.integer_layer())
+                    continue
                 q = layer.quantized()
                 w_ff, ff_delays = to_numpy_int(q["ff"].w_int), q.get("ff_delays")
                 if ff_delays is not None:  # dcls; a zero-weight synapse gets delay 0 (it does nothing)
@@ -297,14 +306,14 @@ class SpikingNet(nn.Module):
                     continue
                 if pname in ("delays", "ff_delays"):
                     add("delays", p, None, False)
-                elif pname == "rec_kernel":
+                elif pname.startswith("rec_kernel"):  # rec_kernel (U_i), rec_kernel_r, rec_kernel_z
                     scale = kernel_scale if kernel_scale is not None else kernel_lr_scale(layer.n, layer.kernel_size)
                     add(f"kernel{i}", p, float(scale), False)
                 elif pname == "rec_weight":
                     add("recurrent", p, 1.0, True)
                 elif pname == "beta":
                     add("leak", p, 1.0, False)
-                elif pname == "weight":
+                elif pname in ("weight", "gate_weight"):
                     add("feedforward", p, 1.0, True)
                 else:
                     add("norm", p, 1.0, False)
@@ -351,6 +360,9 @@ def parameter_counts(config: ModelConfig) -> dict:
         ff = n_prev * n * (2 if config.model == "dcls" else 1) + (2 * n if config.batchnorm else n)
         kind = config.recurrence_of(i)
         rec = 0 if kind is None else (config.kernel + n if kind == "conv" else n * n + n)
+        if kind == "csgru":  # + W_r; U_i, U_r, U_z, delays, w_z and the two gate biases
+            ff += n_prev * n
+            rec = 3 * config.kernel + 4 * n
         rows.append({"layer": f"hidden {i}", "n": n, "recurrence": kind or "none", "feedforward": ff,
                      "recurrent": rec, "crsnn_recurrent": config.kernel + n, "delrec_recurrent": n * n + n})
         n_prev = n

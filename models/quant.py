@@ -31,6 +31,12 @@ def ste(x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     return x + (q - x).detach()
 
 
+def ste_exact(x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Forward exactly ``q`` (``q + (x - x) == q`` bit for bit, whatever the magnitudes), backward
+    identity with respect to ``x``."""
+    return q.detach() + (x - x.detach())
+
+
 def weight_grid(x: torch.Tensor, sign_mode: L2.SignMode = L2.SignMode.MIXED,
                 num_weight_bits: int = L2.WEIGHT_BITS) -> torch.Tensor:
     """Round ``x`` (in effective-integer units) to the nearest representable effective weight
@@ -170,3 +176,15 @@ def quantize_leak(beta: torch.Tensor) -> tuple[torch.Tensor, int]:
     dv = L2.dv_from_leak(float(beta.detach()))
     q = torch.tensor(L2.leak_from_dv(dv), dtype=torch.float64, device=beta.device)
     return ste(beta.to(torch.float64), q), dv
+
+
+def quantize_diag(w: torch.Tensor, v_per_unit: float) -> tuple[torch.Tensor, int]:
+    """A CS-GRU layer's per-neuron update-gate weights (float gate pre-activation per float unit of
+    current, whose float unit is ``v_per_unit`` v units) -> ``(mantissas, z_shift)``: mantissas
+    ``round(w * 4096 / v_per_unit * 2**z_shift)`` clipped to the 8-bit range (float64 holding
+    integers, straight-through), the shift from :func:`crsnn.loihi2.diag_shift_for`."""
+    w = w.to(torch.float64)
+    m = float(w.detach().abs().max()) if w.numel() else 0.0
+    shift = L2.diag_shift_for(m, v_per_unit)
+    x = w * (L2.GATE_ONE / float(v_per_unit) * 2.0**shift)
+    return ste_exact(x, torch.round(x.detach()).clamp(L2.DIAG_MIN, L2.DIAG_MAX)), shift

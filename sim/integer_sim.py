@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from crsnn import loihi2 as L2
-from crsnn.models.integer import IntegerNetwork, Layer
+from crsnn.models.integer import IntegerNetwork, Layer, Recurrence
 
 
 @dataclass
@@ -81,8 +81,8 @@ def feedforward_input(conn_effective: np.ndarray, weight_exp: int, x: np.ndarray
 class _RecurrentPath:
     """Delayed-spike ring buffer + conv/dense weighting for one layer's recurrence."""
 
-    def __init__(self, layer: Layer, batch: int) -> None:
-        rec = layer.rec
+    def __init__(self, layer: Layer, batch: int, rec: Recurrence | None = None) -> None:
+        rec = rec if rec is not None else layer.rec
         assert rec is not None
         self.n = layer.n
         self.delays = rec.delays.astype(np.int64)
@@ -168,6 +168,35 @@ def run_layer(layer: Layer, a_ff: np.ndarray, record_v: bool = False) -> tuple[n
     return spikes, vs
 
 
+def run_csgru_layer(layer: Layer, a_i: np.ndarray, a_r: np.ndarray) -> np.ndarray:
+    """Run one CS-GRU population (:class:`~crsnn.models.integer.GateSet`) for all steps.
+
+    a_i, a_r: (batch, steps, n) int64, the feedforward outputs into the current and the reset gate
+    per step (:func:`feedforward_input`). Each of the three recurrences (current, reset gate,
+    update gate) delivers its delayed, weighted, shifted spikes like a LIF layer's; the neuron
+    update is :func:`crsnn.loihi2.csgru_step`. Returns spikes (batch, steps, n) bool."""
+    g = layer.gates
+    assert g is not None and layer.rec is not None
+    b, steps, n = a_i.shape
+    nrn = layer.neuron
+    paths = [_RecurrentPath(layer, b, r) for r in (layer.rec, g.r_rec, g.z_rec)]
+    bias_i, bias_r, bias_z = nrn.bias()[None, :], g.bias_r()[None, :], g.bias_z()[None, :]
+    w_z = g.w_z[None, :]
+    i = np.zeros((b, n), dtype=np.int64)
+    v = np.zeros((b, n), dtype=np.int64)
+    s_prev = np.zeros((b, n), dtype=np.int64)
+    spikes = np.zeros((b, steps, n), dtype=bool)
+    for t in range(steps):
+        rec_i, rec_r, rec_z = (p.arrive(t) for p in paths)
+        i, v, s, _, _ = L2.csgru_step(i, v, s_prev, a_r[:, t] + rec_r, a_i[:, t] + rec_i, rec_z,
+                                      bias_r, bias_i, bias_z, w_z, g.z_shift, nrn.vth)
+        spikes[:, t] = s
+        s_prev = s.astype(np.int64)
+        for p in paths:
+            p.send(t, s_prev)
+    return spikes
+
+
 def simulate(net: IntegerNetwork, x: np.ndarray, validate: bool = True) -> SimResult:
     """Run ``net`` on a batch: ``x`` is (batch, steps, n_in) integers (binary spikes, or graded
     payloads within ``net.input_message_bits``). Returns a :class:`SimResult`; everything is
@@ -179,7 +208,11 @@ def simulate(net: IntegerNetwork, x: np.ndarray, validate: bool = True) -> SimRe
     hidden = []
     for layer in net.hidden:
         a_ff = feedforward_input(layer.ff.effective(), layer.ff.weight_exp, src, layer.ff.delays)
-        s, _ = run_layer(layer, a_ff)
+        if layer.gates is not None:
+            r_ff = layer.gates.r_ff
+            s = run_csgru_layer(layer, a_ff, feedforward_input(r_ff.effective(), r_ff.weight_exp, src, r_ff.delays))
+        else:
+            s, _ = run_layer(layer, a_ff)
         hidden.append(s)
         src = s
     ro = net.readout

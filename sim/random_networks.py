@@ -17,7 +17,11 @@ from __future__ import annotations
 import numpy as np
 
 from crsnn import loihi2 as L2
-from crsnn.models.integer import Connection, IntegerNetwork, Layer, LIFParams, Recurrence
+from crsnn.models.integer import Connection, GateSet, IntegerNetwork, Layer, LIFParams, Recurrence
+
+#: Threshold-equivalent of one gate unit for :func:`_aim_exp`: a gate pre-activation of 1.0 is
+#: 4096 = 64 << 6 (Q12), what a LIF threshold mantissa of 64 is to its voltage.
+_GATE_VTH = L2.GATE_ONE >> L2.ACT_SHIFT
 
 
 def _pick(rng: np.random.Generator, options, p=None):
@@ -115,19 +119,76 @@ def _synapse_delays(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndar
     return d.astype(np.int64)
 
 
+def _gate_bias(rng: np.random.Generator, n: int) -> tuple[np.ndarray, int]:
+    """Gate bias mantissas and exponent (Q12): zero, around +-1.0, or at the limits."""
+    kind = _pick(rng, ["zero", "moderate", "limits"])
+    if kind == "zero":
+        return np.zeros(n, np.int64), 0
+    if kind == "moderate":
+        return rng.integers(-4096, 4097, n), int(rng.integers(0, 3))
+    return rng.choice([L2.BIAS_MANT_MIN, L2.BIAS_MANT_MAX, 0], n), int(rng.integers(L2.BIAS_EXP_MIN, L2.BIAS_EXP_MAX + 1))
+
+
+def _odd_kernel(rng: np.random.Generator, n: int) -> np.ndarray:
+    k = int(rng.integers(1, min(7, n) + 1))
+    return _raw_weights(rng, (k - (1 - k % 2),))
+
+
+def csgru_layer(rng: np.random.Generator, n: int, n_prev: int, payload: float) -> Layer:
+    """A random CS-GRU layer (:class:`~crsnn.models.integer.GateSet`): odd conv kernels 1..7 for
+    the three recurrences over one set of axonal delays 0..62 (both ends forced sometimes),
+    feedforward and recurrent exponents aimed at moderate drive of the current (threshold units)
+    and of the gates (about 1.0 in Q12, with a random offset), gate biases from zero to their
+    limits, update-gate weights over the 8-bit range with a shift aimed at a pre-activation of
+    about 1.0 per threshold of current."""
+    vth = int(_pick(rng, [1, int(rng.integers(8, 2000)), int(rng.integers(8, 2000)), L2.VTH_MAX]))
+    nrn = _neuron(rng, n, readout=False)
+    nrn = LIFParams(n=n, du=L2.DECAY_MAX, dv=0, vth=vth, bias_mant=nrn.bias_mant, bias_exp=nrn.bias_exp)
+    delays = rng.integers(L2.DELAY_MIN, L2.DELAY_MAX + 1, n)
+    if rng.random() < 0.5 and n >= 2:
+        delays[rng.integers(0, n)] = L2.DELAY_MIN
+        delays[rng.integers(0, n)] = L2.DELAY_MAX
+    if rng.random() < 0.3:
+        delays = rng.integers(0, 4, n)
+
+    def ff(target_vth: int) -> Connection:
+        c = Connection(_raw_weights(rng, (n, n_prev)), **_conn_params(rng))
+        c.weight_exp = _aim_exp(rng, c.effective(), 0.3, payload, target_vth, L2.DECAY_MAX)
+        return c
+
+    def rec(target_vth: int) -> Recurrence:
+        r = Recurrence(delays=delays, kernel=_odd_kernel(rng, n), **_conn_params(rng))
+        r.weight_exp = max(0, _aim_exp(rng, r.effective(), 0.2, 1.0, target_vth, L2.DECAY_MAX))
+        return r
+
+    w_i, u_i, w_r, u_r, u_z = ff(vth), rec(vth), ff(_GATE_VTH), rec(_GATE_VTH), rec(_GATE_VTH)
+    (brm, bre), (bzm, bze) = _gate_bias(rng, n), _gate_bias(rng, n)
+    w_z = rng.integers(L2.DIAG_MIN, L2.DIAG_MAX + 1, n)
+    aim = np.log2(max(1.0, float(np.abs(w_z).mean())) * L2.scaled_threshold(vth) / L2.GATE_ONE)
+    z_shift = int(np.clip(round(aim) + int(rng.integers(-2, 3)), L2.DIAG_SHIFT_MIN, L2.DIAG_SHIFT_MAX))
+    gates = GateSet(r_ff=w_r, r_rec=u_r, z_rec=u_z, bias_r_mant=brm, bias_r_exp=bre, bias_z_mant=bzm,
+                    bias_z_exp=bze, w_z=w_z, z_shift=z_shift)
+    return Layer(ff=w_i, neuron=nrn, rec=u_i, gates=gates)
+
+
 def random_network(rng: np.random.Generator, max_neurons: int = 48, odd_kernels: bool = False,
-                   synaptic_delays: float = 0.0) -> tuple[IntegerNetwork, int]:
+                   synaptic_delays: float = 0.0, csgru: float = 0.0) -> tuple[IntegerNetwork, int]:
     """A random valid network and a number of steps (20..100). ``max_neurons`` bounds each
     population. ``odd_kernels``: conv kernels of odd size only (what NIR export accepts; the
     integer core and Lava also run even ones). ``synaptic_delays``: probability that a
     feedforward connection (hidden or readout) gets per-synapse delays (0 draws no extra random
-    numbers, so the networks of a seed stay those drawn without this option)."""
+    numbers, so the networks of a seed stay those drawn without this option). ``csgru``: probability
+    that a hidden layer is a CS-GRU layer (:func:`csgru_layer`; 0 draws nothing extra either)."""
     n_in = int(rng.integers(2, 41))
     msg_bits = int(_pick(rng, [0, 0, 1, 2, 3, 4, 8]))
     payload = 1.0 if msg_bits == 0 else (2**msg_bits - 1) / 2.0
     n_prev, hidden = n_in, []
     for _ in range(int(rng.integers(1, 4))):
         n = int(rng.integers(2, max_neurons + 1))
+        if csgru > 0 and rng.random() < csgru:
+            hidden.append(csgru_layer(rng, n, n_prev, payload))
+            n_prev, payload = n, 1.0
+            continue
         nrn = _neuron(rng, n, readout=False)
         ff = Connection(_raw_weights(rng, (n, n_prev)), **_conn_params(rng))
         ff.weight_exp = _aim_exp(rng, ff.effective(), 0.3, payload, nrn.vth, nrn.du)
@@ -167,6 +228,7 @@ def describe(net: IntegerNetwork, steps: int) -> str:
     for layer in net.hidden:
         r = layer.rec
         kind = "ff" if r is None else (f"conv{r.kernel.size}" if r.is_conv else "dense")
+        kind = f"csgru{r.kernel.size}" if layer.is_csgru else kind
         d = "" if r is None else f" d{int(r.delays.min())}-{int(r.delays.max())}"
         parts.append(f"{layer.n}{kind}{d}{syn(layer)}")
     parts.append(f"out {net.n_out}{syn(net.readout)}")

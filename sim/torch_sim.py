@@ -52,7 +52,7 @@ import torch
 from crsnn import loihi2 as L2
 from crsnn.bounds import (  # noqa: F401 (FLOAT32_EXACT, FLOAT64_EXACT, sum_abs_bound: re-exported)
     FLOAT32_EXACT, FLOAT64_EXACT, exact_float32, shifted_bound, sum_abs_bound)
-from crsnn.models.integer import IntegerNetwork, Layer
+from crsnn.models.integer import IntegerNetwork, Layer, Recurrence
 from crsnn.sim import native as native_sim
 from crsnn.sim.integer_sim import SimResult
 
@@ -110,8 +110,11 @@ class _Recurrence:
     max_abs: int  # bound of |shifted recurrent input| per step
 
 
-def _prepare_recurrence(layer: Layer, steps: int, rows: int, dmax: int, device: torch.device) -> _Recurrence:
-    rec = layer.rec
+def _prepare_recurrence(layer: Layer, steps: int, rows: int, dmax: int, device: torch.device,
+                        rec: Recurrence | None = None) -> _Recurrence:
+    """``layer``'s recurrence (or ``rec``, another recurrence over the same neurons and delays)
+    prepared for :func:`_recurrent_input`."""
+    rec = rec if rec is not None else layer.rec
     assert rec is not None
     n = layer.n
     delays = rec.delays.astype(np.int64)
@@ -313,16 +316,22 @@ def simulate_torch(net: IntegerNetwork, x: np.ndarray | torch.Tensor, device: st
         from crsnn.sim.integer_sim import simulate
 
         return simulate(net, x, validate=False)
-    if runs_compiled_loop(dev, native):
+    # CS-GRU layers have no compiled loop: such a network runs on the torch operations
+    if runs_compiled_loop(dev, native) and not net.has_csgru:
         return native_sim.simulate_native(net, x)
-    if dev.type == "cpu" and native is None and not native_sim.switched_off():
+    if dev.type == "cpu" and native is None and not native_sim.switched_off() and not net.has_csgru:
         _warn_no_native(native_sim.unavailable_reason() or "")
     src = shifted_source(x, dev)
     max_input = net.max_input()
     hidden = []
     with torch.no_grad():
         for layer in net.hidden:
-            hist, _ = _run_layer(layer, src, max_input, steps, batch, record_v=False)
+            if layer.is_csgru:
+                from crsnn.sim.torch_csgru import run_csgru_layer
+
+                hist = run_csgru_layer(layer, src, max_input, steps, batch)
+            else:
+                hist, _ = _run_layer(layer, src, max_input, steps, batch, record_v=False)
             d0 = hist.shape[1] - steps  # dmax + 1
             hidden.append(hist[: layer.n, d0:])  # (n, steps, batch)
             src = hist[: layer.n, d0 - 1: d0 - 1 + steps].reshape(layer.n, steps * batch)  # a view

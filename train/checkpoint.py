@@ -32,7 +32,7 @@ import torch
 
 from crsnn import __version__
 from crsnn.atomic_write import write_bytes_atomic
-from crsnn.models.integer import Connection, IntegerNetwork, Layer, LIFParams, Recurrence
+from crsnn.models.integer import Connection, GateSet, IntegerNetwork, Layer, LIFParams, Recurrence
 from crsnn.models.network import ModelConfig, SpikingNet, build_model
 
 FORMAT = "crsnn-checkpoint"
@@ -70,6 +70,16 @@ def _layer(layer: Layer) -> dict:
         d["rec"] = {"delays": _t(r.delays), "kernel": None if r.kernel is None else _t(r.kernel),
                     "weights": None if r.weights is None else _t(r.weights), "weight_exp": int(r.weight_exp),
                     "num_weight_bits": int(r.num_weight_bits), "sign_mode": int(r.resolved_sign_mode())}
+    if layer.gates is not None:  # CS-GRU layer; absent otherwise, as in older checkpoints
+        g = layer.gates
+        d["gates"] = {"r_ff": _conn(g.r_ff),
+                      **{f"{p}_rec": {"kernel": _t(r.kernel), "weight_exp": int(r.weight_exp),
+                                      "num_weight_bits": int(r.num_weight_bits),
+                                      "sign_mode": int(r.resolved_sign_mode())}
+                         for p, r in (("r", g.r_rec), ("z", g.z_rec))},
+                      **{k: _t(getattr(g, k)) for k in ("bias_r_mant", "bias_r_exp", "bias_z_mant", "bias_z_exp",
+                                                        "w_z")},
+                      "z_shift": int(g.z_shift)}
     return d
 
 
@@ -93,7 +103,16 @@ def network_from_dict(d: dict, metadata: dict | None = None) -> IntegerNetwork:
             r = ld["rec"]
             rec = Recurrence(_np(r["delays"]), _np(r["kernel"]), _np(r["weights"]), r["weight_exp"],
                              r["num_weight_bits"], r["sign_mode"])
-        return Layer(ff, nrn, rec)
+        gates = None
+        if ld.get("gates") is not None:
+            g = ld["gates"]
+            rr, zr = ({**g[f"{p}_rec"], "kernel": _np(g[f"{p}_rec"]["kernel"])} for p in ("r", "z"))
+            gates = GateSet(Connection(_np(g["r_ff"]["weights"]), g["r_ff"]["weight_exp"], g["r_ff"]["num_weight_bits"],
+                                       g["r_ff"]["sign_mode"], _np(g["r_ff"].get("delays"))),
+                            Recurrence(rec.delays, **rr), Recurrence(rec.delays, **zr),
+                            *(_np(g[k]) for k in ("bias_r_mant", "bias_r_exp", "bias_z_mant", "bias_z_exp", "w_z")),
+                            g["z_shift"])
+        return Layer(ff, nrn, rec, gates)
 
     return IntegerNetwork(d["n_in"], [layer(h) for h in d["hidden"]], layer(d["readout"]), d["input_message_bits"],
                           metadata=dict(metadata or {}))
