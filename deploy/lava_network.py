@@ -39,8 +39,16 @@ import numpy as np
 import scipy.sparse as sp
 
 from crsnn.lava_compat import import_lava
-from crsnn.models.integer import Connection, IntegerNetwork, Layer
+from crsnn.models.integer import Connection, IntegerNetwork, Layer, Recurrence
 from crsnn.deploy.watchdog import run_with_timeout
+
+
+#: Why a network with CS-GRU layers does not run on a Loihi 2 board from here.
+CSGRU_HARDWARE_REASON = (
+    "CS-GRU layers need a programmable (microcode) neuron on Loihi 2: per neuron 3 state values (i, v "
+    "24-bit; the previous spike), 3 inputs, 2 piecewise-linear sigmoids and 3 multiplies per step; Lava's "
+    "public processes have no such neuron and Intel's microcode tooling is not public, so they run on the "
+    "Lava CPU simulator (lava-cpu) and the integer simulator (sim) only")
 
 
 @dataclass
@@ -106,15 +114,16 @@ def _delayed_ff_process(conn: Connection, copies: int, kw: dict, hardware: bool)
     return DelaySparse(weights=w_b, delays=d_b, max_delay=max_delay, **kw)
 
 
-def _rec_process(layer: Layer, copies: int, hardware: bool = False):
-    """DelaySparse recurrence: weights[i, j] with delay delays[j] on every synapse from j.
+def _rec_process(layer: Layer, copies: int, hardware: bool = False, rec: Recurrence | None = None):
+    """DelaySparse recurrence: weights[i, j] with delay delays[j] on every synapse from j
+    (``layer.rec``, or ``rec``: a CS-GRU gate's recurrence over the same delays).
     (Lava's own ``DelaySparse`` on hardware, our cached CPU model otherwise.)"""
     if hardware:
         from lava.proc.sparse.process import DelaySparse
     else:
         from crsnn.deploy.lava_procs import CachedDelaySparse as DelaySparse
 
-    rec = layer.rec
+    rec = rec if rec is not None else layer.rec
     assert rec is not None
     w = sp.csr_matrix(rec.matrix().astype(np.int32))
     w.eliminate_zeros()
@@ -138,6 +147,30 @@ def _lif_process(layer: Layer, copies: int, name: str, record_path: str, steps: 
                        record_path=record_path, num_steps=steps, record_spikes=not readout, record_v=readout)
 
 
+def _csgru_layer(layer: Layer, copies: int, name: str, record_path: str, steps: int, source, msg_bits: int):
+    """A CS-GRU layer: :class:`~crsnn.deploy.lava_procs.CSGRUNeurons` fed by two feedforward
+    connections from ``source`` (``W_i`` -> ``a_i``, ``W_r`` -> ``a_r``) and three ``DelaySparse``
+    recurrences from its own spikes through the axonal delays (``U_i`` -> ``a_i``, ``U_r`` ->
+    ``a_r``, ``U_z`` -> ``a_z``). Returns the neuron process."""
+    from crsnn.deploy.lava_procs import CSGRUNeurons
+
+    g, nrn = layer.gates, layer.neuron
+    assert g is not None
+    neurons = CSGRUNeurons(shape=(layer.n * copies,), vth=int(nrn.vth), bias_i=np.tile(nrn.bias(), copies),
+                           bias_r=np.tile(g.bias_r(), copies), bias_z=np.tile(g.bias_z(), copies),
+                           w_z=np.tile(g.w_z, copies), z_shift=g.z_shift, record_path=record_path, num_steps=steps,
+                           name=name)
+    for conn, port in ((layer.ff, neurons.a_i), (g.r_ff, neurons.a_r)):
+        ff = _ff_process(conn, copies, msg_bits)
+        source.connect(ff.s_in)
+        ff.a_out.connect(port)
+    for rec, port in ((layer.rec, neurons.a_i), (g.r_rec, neurons.a_r), (g.z_rec, neurons.a_z)):
+        proc = _rec_process(layer, copies, rec=rec)
+        neurons.s_out.connect(proc.s_in)
+        proc.a_out.connect(port)
+    return neurons
+
+
 def _run_in_lava(net: IntegerNetwork, x: np.ndarray) -> LavaResult:
     """Build and run (in this process). ``x``: validated (batch, steps, n_in) int64."""
     import_lava()
@@ -156,6 +189,10 @@ def _run_in_lava(net: IntegerNetwork, x: np.ndarray) -> LavaResult:
     tmp = tempfile.TemporaryDirectory(prefix="crsnn-lava-")
     paths = [os.path.join(tmp.name, f"layer{li}.npy") for li in range(len(net.layers))]
     for li, layer in enumerate(net.hidden):
+        if layer.is_csgru:
+            neurons = _csgru_layer(layer, batch, f"hidden{li}", paths[li], steps, prev_out, msg_bits)
+            prev_out, msg_bits = neurons.s_out, 0
+            continue
         ff = _ff_process(layer.ff, batch, msg_bits)
         lif = _lif_process(layer, batch, f"hidden{li}", paths[li], steps, readout=False)
         prev_out.connect(ff.s_in)
@@ -195,6 +232,8 @@ def _run_on_loihi2(net: IntegerNetwork, x: np.ndarray) -> LavaResult:  # pragma:
     sinks and the chip; the readout voltage is read with a ``Monitor``. Requires Intel's
     lava-loihi extension and a board (see :func:`crsnn.deploy.backends.require_loihi2`).
     Not exercised by the test suite: no board is available to it."""
+    if net.has_csgru:
+        raise RuntimeError(CSGRU_HARDWARE_REASON)
     import_lava()
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2HwCfg

@@ -2,7 +2,8 @@
 simulator against Lava.
 
 Builds N random networks covering the Loihi 2 parameter space (:mod:`crsnn.sim.random_networks`,
-per-synapse feedforward delays included: ``--synaptic-delays``),
+per-synapse feedforward delays included: ``--synaptic-delays``; CS-GRU layers, crsnn's fixed-point
+gated neurons, included: ``--csgru``),
 runs each on the integer simulator (:func:`crsnn.sim.torch_sim.simulate_torch`, on ``--device``)
 and on Lava's fixed-point CPU simulator with the same random input (a batch of samples side by
 side), and compares every hidden spike and every readout voltage. The last line is::
@@ -28,12 +29,13 @@ from crsnn.sim.random_networks import describe, random_input, random_network
 
 
 def check_network(seed: int, index: int, max_batch: int = 3, timeout_s: float = 300.0,
-                  device: str = "cpu", synaptic_delays: float = 0.0) -> tuple[str, object, dict]:
+                  device: str = "cpu", synaptic_delays: float = 0.0, csgru: float = 0.0) -> tuple[str, object, dict]:
     """Draw network ``index`` of ``seed``, run both executors (the simulator on ``device``), return
     (description, Mismatch, stats). ``synaptic_delays``: probability of per-synapse feedforward
-    delays per connection (:func:`crsnn.sim.random_networks.random_network`)."""
+    delays per connection; ``csgru``: probability that a hidden layer is a CS-GRU layer
+    (:func:`crsnn.sim.random_networks.random_network`)."""
     rng = np.random.default_rng([seed, index])
-    net, steps = random_network(rng, synaptic_delays=synaptic_delays)
+    net, steps = random_network(rng, synaptic_delays=synaptic_delays, csgru=csgru)
     batch = int(rng.integers(1, max_batch + 1))
     x = random_input(rng, net, batch, steps)
     t0 = time.perf_counter()
@@ -63,12 +65,16 @@ def main(argv: list[str] | None = None) -> int:
                     help="where the integer simulator runs (default auto: CUDA when available)")
     ap.add_argument("--synaptic-delays", type=float, default=0.3,
                     help="probability that a feedforward connection has per-synapse delays (default 0.3; 0: none)")
+    ap.add_argument("--csgru", type=float, default=0.2,
+                    help="probability that a hidden layer is a CS-GRU layer (default 0.2; 0: none)")
     ap.add_argument("-v", "--verbose", action="store_true", help="one line per network")
     args = ap.parse_args(argv)
     if args.networks < 1:
         ap.error("--networks must be >= 1")
     if not 0.0 <= args.synaptic_delays <= 1.0:
         ap.error("--synaptic-delays must be a probability in [0, 1]")
+    if not 0.0 <= args.csgru <= 1.0:
+        ap.error("--csgru must be a probability in [0, 1]")
     try:
         device = str(resolve_device(args.device))
     except ValueError as exc:
@@ -78,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     sim_s = lava_s = 0.0
     bar = tqdm(range(args.networks), desc="sim vs Lava", unit="net", file=sys.stderr)
     for i in bar:
-        desc, mm, st = check_network(args.seed, i, args.batch, args.timeout, device, args.synaptic_delays)
+        desc, mm, st = check_network(args.seed, i, args.batch, args.timeout, device, args.synaptic_delays,
+                                     args.csgru)
         exact += mm.exact
         spikes += mm.spikes
         readout += mm.readout_values
