@@ -617,3 +617,22 @@ def diag_shift_for(max_abs_float: float, v_per_unit: float) -> int:
         return DIAG_SHIFT_MIN
     shift = int(np.floor(np.log2(DIAG_MAX / scale)))
     return int(np.clip(shift, DIAG_SHIFT_MIN, DIAG_SHIFT_MAX))
+
+
+#: What one CS-GRU neuron needs per time step on a programmable (microcode) neuron core, read off
+#: :func:`csgru_step`: its state, its inputs and its integer operations.
+CSGRU_NEURON_NEEDS = {
+    "state": "i 24-bit, v 24-bit, previous spike 1 bit",
+    "inputs": "3 summed synaptic inputs per step (current, reset gate, update gate)",
+    "parameters": "3 biases (13-bit mantissa, 3-bit exponent), update-gate weight 8-bit, shared shift and threshold",
+    "operations": "4 multiplies (13 x 24 bit: r*i, z*v, (1-z)*i; 9 x 24 bit: w_z*i), 2 piecewise-linear "
+                  "sigmoids (|x|, 3 shifts, 3 adds, 2 min, 1 negate each), 6 shifts, 8 adds, 5 saturations, "
+                  "1 compare",
+}
+
+
+def csgru_hardware_needs() -> str:
+    """One line: why a CS-GRU layer needs a programmable neuron on Loihi 2, and what it needs."""
+    n = CSGRU_NEURON_NEEDS
+    return ("a CS-GRU layer needs a programmable (microcode) neuron model on Loihi 2, which Lava's public "
+            f"processes do not provide: per neuron {n['state']}; {n['inputs']}; {n['operations']} per step")

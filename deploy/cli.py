@@ -43,9 +43,20 @@ _count = count_or_all  # kept for callers of the old name
 
 
 def _load(nir_path: str, dt: float | None = None, time_unit: str = "seconds"):
-    """(integer network, graph metadata) of a NIR file. ``dt`` and ``time_unit`` matter only for
-    another tool's graph (see :func:`_graph_time_args`); a crsnn graph counts in steps."""
+    """(integer network, graph metadata) of a NIR file, or of a crsnn-train checkpoint
+    (:mod:`crsnn.deploy.artifact`: the artifact of networks NIR cannot express, CS-GRU). ``dt``
+    and ``time_unit`` matter only for another tool's graph (see :func:`_graph_time_args`); a crsnn
+    graph counts in steps."""
+    from crsnn.deploy.artifact import checkpoint_network, is_checkpoint_path
     from crsnn.export.nir_foreign import is_crsnn_graph
+
+    if is_checkpoint_path(nir_path):
+        from crsnn.train.checkpoint import CheckpointError
+
+        try:
+            return checkpoint_network(nir_path)
+        except CheckpointError as exc:
+            raise CommandError(str(exc)) from None
 
     try:
         g = read_graph(nir_path)
@@ -113,6 +124,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.json:
         check_writable(args.json)
     if args.backend == "loihi2":
+        _refuse_csgru_on_loihi2(args.nir)
         require_loihi2()
     if args.backend == "sim":
         sim_device(args.device)  # a missing GPU is reported before any work
@@ -133,6 +145,18 @@ def _run(args: argparse.Namespace) -> int:
                                                   "class_names": data.class_names}))
     print(f"accuracy: {100 * acc:.2f}% ({int((pred == data.y).sum())}/{len(data.y)}) on {args.backend}")
     return 0
+
+
+def _refuse_csgru_on_loihi2(path: str) -> None:
+    """A checkpoint with CS-GRU layers cannot run on Loihi 2 from here: say what it would need."""
+    from crsnn.deploy.artifact import is_checkpoint_path
+
+    if is_checkpoint_path(path):
+        from crsnn import loihi2 as L2
+
+        net, _ = _load(path)
+        if net.has_csgru:
+            raise CommandError(f"{path}: {L2.csgru_hardware_needs()}; run it with --backend lava-cpu or sim")
 
 
 def run_main(argv: list[str] | None = None) -> int:
@@ -179,8 +203,11 @@ def verify(checkpoint: str | None, nir_path: str, data_source: str, n: int | Non
                                "crsnn-verify MODEL.pt OUT.net.h5")
 
         return verify_netx(checkpoint, nir_path, data_source, n, out_prefix, chunk, binning_override, log, progress)
+    from crsnn.deploy.artifact import is_checkpoint_path
     from crsnn.train.checkpoint import networks_equal
 
+    if checkpoint is None and is_checkpoint_path(nir_path):  # the checkpoint is the artifact
+        checkpoint = nir_path
     png, js = f"{out_prefix}.png", f"{out_prefix}.json"
     check_writable(js, make_parents=True)
     check_writable(png)

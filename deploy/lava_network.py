@@ -38,17 +38,15 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from crsnn import loihi2 as L2
 from crsnn.lava_compat import import_lava
 from crsnn.models.integer import Connection, IntegerNetwork, Layer, Recurrence
 from crsnn.deploy.watchdog import run_with_timeout
 
 
 #: Why a network with CS-GRU layers does not run on a Loihi 2 board from here.
-CSGRU_HARDWARE_REASON = (
-    "CS-GRU layers need a programmable (microcode) neuron on Loihi 2: per neuron 3 state values (i, v "
-    "24-bit; the previous spike), 3 inputs, 2 piecewise-linear sigmoids and 3 multiplies per step; Lava's "
-    "public processes have no such neuron and Intel's microcode tooling is not public, so they run on the "
-    "Lava CPU simulator (lava-cpu) and the integer simulator (sim) only")
+CSGRU_HARDWARE_REASON = (L2.csgru_hardware_needs() + "; such networks run on the Lava CPU simulator (lava-cpu) "
+                         "and the integer simulator (sim) only")
 
 
 @dataclass

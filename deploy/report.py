@@ -60,6 +60,13 @@ def _bits(n_synapses: int, weight_bits: int, delayed: bool, sparse: bool, lim: L
     return n_synapses * per
 
 
+def _gate_matrices(layer) -> tuple[np.ndarray, list[np.ndarray]]:
+    """A CS-GRU layer's gate connections: the reset gate's feedforward effective weights and the
+    two gate recurrences' (n, n) effective matrices."""
+    g = layer.gates
+    return g.r_ff.effective(), [g.r_rec.effective(), g.z_rec.effective()]
+
+
 def network_report(net: IntegerNetwork, hidden_spikes: list[np.ndarray] | None = None,
                    inputs: np.ndarray | None = None, limits: Loihi2Limits = Loihi2Limits()) -> dict[str, Any]:
     """Per-layer resources and fit. With ``inputs`` (batch, steps, n_in) and the simulated
@@ -81,15 +88,23 @@ def network_report(net: IntegerNetwork, hidden_spikes: list[np.ndarray] | None =
         bits = _bits(ff_nnz, layer.ff.num_weight_bits, layer.ff.delays is not None, sparse_ff, limits)
         if rec is not None:
             bits += _bits(rec_nnz, rec.num_weight_bits, True, rec.is_conv, limits)
-        cores = max(math.ceil(layer.n / limits.neurons_per_core), math.ceil(bits / limits.synapse_memory_bits_per_core), 1)
         problems = []
+        if layer.gates is not None:  # CS-GRU: the gates' synapses, and its neuron is not Lava's LIF
+            g_ff, g_rec = _gate_matrices(layer)
+            ff_nnz += int(np.count_nonzero(g_ff))
+            rec_nnz += int(sum(np.count_nonzero(m) for m in g_rec))
+            bits += _bits(int(np.count_nonzero(g_ff)), layer.gates.r_ff.num_weight_bits, False, False, limits)
+            bits += sum(_bits(int(np.count_nonzero(m)), 8, True, True, limits) for m in g_rec)
+            problems.append("CS-GRU neurons need a programmable neuron model (see below)")
+        cores = max(math.ceil(layer.n / limits.neurons_per_core), math.ceil(bits / limits.synapse_memory_bits_per_core), 1)
         if fan_in > limits.max_fan_in:
             problems.append(f"fan-in {fan_in} > {limits.max_fan_in}")
         if rec is not None and (rec.delays.min() < L2.DELAY_MIN or rec.delays.max() > L2.DELAY_MAX):
             problems.append("delays outside 0..62")
         rep = LayerReport(
             name=name, neurons=layer.n, ff_synapses=ff_nnz, rec_synapses=rec_nnz,
-            recurrence="none" if rec is None else (f"conv k={rec.kernel.size}" if rec.is_conv else "dense"),
+            recurrence="none" if rec is None else (f"{'csgru' if layer.gates is not None else 'conv'} k={rec.kernel.size}"
+                                                   if rec.is_conv else "dense"),
             delay_range=None if rec is None else (int(rec.delays.min()), int(rec.delays.max())),
             weight_bits=wbits, weight_exp=[layer.ff.weight_exp] + ([rec.weight_exp] if rec is not None else []),
             max_fan_in=fan_in, synapse_bits=bits, cores=cores, fits=not problems, problems=problems)
@@ -101,6 +116,10 @@ def network_report(net: IntegerNetwork, hidden_spikes: list[np.ndarray] | None =
             if rec is not None:
                 own = sources[li + 1]
                 ops += float((own.sum(axis=1) * np.count_nonzero(rec_eff, axis=0)[None, :]).sum()) / batch
+            if layer.gates is not None:
+                ops += float((np.count_nonzero(src, axis=1) * np.count_nonzero(g_ff, axis=0)[None, :]).sum()) / batch
+                for m in g_rec:
+                    ops += float((sources[li + 1].sum(axis=1) * np.count_nonzero(m, axis=0)[None, :]).sum()) / batch
             rep.synops_per_sample = ops
             if li < len(net.hidden):
                 rep.spikes_per_sample = float(sources[li + 1].sum()) / batch
@@ -141,4 +160,6 @@ def format_report(rep: dict[str, Any]) -> str:
                  + (f"; {t['synops_per_sample']:.0f} synaptic ops per sample" if t["synops_per_sample"] is not None else ""))
     lines.append(f"assumed: {a['neurons_per_core']} neurons/core, {a['synapse_memory_bits_per_core'] // 8192} KiB synapse "
                  f"memory/core (unverified for Loihi 2), fan-in <= {a['max_fan_in']}, {a['cores_per_chip']} cores/chip")
+    if any(r["recurrence"].startswith("csgru") for r in rep["layers"]):
+        lines.append("CS-GRU: " + L2.csgru_hardware_needs())
     return "\n".join(lines)

@@ -64,6 +64,13 @@ def netx_problems(net: IntegerNetwork) -> list[str]:
     problems = []
     for li, layer in enumerate(net.layers):
         where = f"layer {li}" if li < len(net.hidden) else "readout"
+        if layer.gates is not None:
+            from crsnn.export.csgru_refusal import csgru_refusal
+
+            msg = csgru_refusal(net, "netx")  # names the first CS-GRU layer: once
+            if msg not in problems:
+                problems.append(msg)
+            continue
         if layer.rec is not None:
             problems.append(f"{where}: has a recurrence ({RECURRENT_WHY})")
         w = _stored_weights(layer.ff)

@@ -14,6 +14,7 @@ import numpy as np
 import crsnn
 from crsnn.atomic_write import write_bytes_atomic
 from crsnn import loihi2 as L2
+from crsnn.export.csgru_refusal import csgru_refusal
 from crsnn.models.integer import Connection, IntegerNetwork, LIFParams, Recurrence
 
 FORMAT = "crsnn-nir/1"
@@ -68,6 +69,9 @@ def to_nir(net: IntegerNetwork, dt: float, metadata: dict[str, Any] | None = Non
     net.validate()
     if not dt > 0:
         raise ValueError(f"dt must be a positive number of seconds, got {dt}")
+    refusal = csgru_refusal(net, "nir")
+    if refusal:
+        raise ValueError(refusal)
     for li, layer in enumerate(net.hidden):
         if layer.rec is not None and layer.rec.is_conv and layer.rec.kernel.size % 2 == 0:
             raise ValueError(f"hidden layer {li}: conv kernel of even size {layer.rec.kernel.size} cannot be exported: "

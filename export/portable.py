@@ -64,6 +64,11 @@ def to_portable_nir(net: IntegerNetwork, dt: float, metadata: dict[str, Any] | N
     net.validate()
     if not dt > 0:
         raise ValueError(f"dt must be a positive number of seconds, got {dt}")
+    from crsnn.export.csgru_refusal import csgru_refusal
+
+    refusal = csgru_refusal(net, "portable")
+    if refusal:
+        raise ValueError(refusal)
     nodes: dict[str, nir.NIRNode] = {"input": nir.Input(input_type={"input": np.array([net.n_in])})}
     edges: list[tuple[str, str]] = []
     prev = "input"
