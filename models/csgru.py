@@ -138,7 +138,7 @@ class CSGRUHiddenLayer(HiddenLayer):
                       rec_dropout: float = 0.0) -> torch.Tensor:
         """x: (T, n_in, B) float -> spikes (T, n, B) float32."""
         h = self.feedforward_float(x, sigma)
-        a_i, bias_i = self._batchnorm(h)
+        a_i, bias_i = self.batchnorm_float(h)
         a_i = a_i + bias_i[:, None]
         a_r = torch.matmul(self.gate_weight, shift_time(x)) + self.gate_bias_r[:, None]
         kernels = torch.stack([self.rec_kernel, self.rec_kernel_r, self.rec_kernel_z])
@@ -158,28 +158,6 @@ class CSGRUHiddenLayer(HiddenLayer):
             s_prev = s
             ring = torch.cat([ring[1:], ring.new_zeros((1, N, B))]) + M[:, :, None] * s[None]
         return torch.stack(out)
-
-    def _batchnorm(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(scaled input, bias) of the current path: BatchNorm with batch statistics while
-        training (updating the running ones), running statistics in eval, or the plain bias."""
-        if not self.batchnorm:
-            return h, self.bias
-        from .layers import BN_MOMENTUM, BN_EPS
-
-        if self.training:
-            hv = h[1:] if h.shape[0] > 1 else h
-            mean = hv.mean(dim=(0, 2))
-            var = hv.var(dim=(0, 2), unbiased=False)
-            with torch.no_grad():
-                cnt = hv.shape[0] * hv.shape[2]
-                mom = max(BN_MOMENTUM, 1.0 / float(self.bn_updates + 1))
-                self.running_mean.lerp_(mean.detach(), mom)
-                self.running_var.lerp_(var.detach() * cnt / max(cnt - 1, 1), mom)
-                self.bn_updates += 1
-        else:
-            mean, var = self.running_mean, self.running_var
-        scale = self.bn_weight / torch.sqrt(var + BN_EPS)
-        return h * scale[:, None], self.bn_bias - mean * scale
 
     # ---------------------------------------------------------------- integer
     def quantized(self) -> dict:

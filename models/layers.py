@@ -123,27 +123,7 @@ class HiddenLayer(nn.Module):
     def forward_float(self, x: torch.Tensor, sigma: float, surrogate: Surrogate,
                       rec_dropout: float = 0.0) -> torch.Tensor:
         """x: (T, n_in, B) float -> spikes (T, n, B)."""
-        h = self.feedforward_float(x, sigma)
-        if self.batchnorm:
-            if self.training:
-                hv = h[1:] if h.shape[0] > 1 else h
-                mean = hv.mean(dim=(0, 2))
-                var = hv.var(dim=(0, 2), unbiased=False)
-                with torch.no_grad():
-                    # exponential average, but a plain average over the first 1/momentum
-                    # batches, so that short runs do not keep the initial (0, 1) statistics
-                    cnt = hv.shape[0] * hv.shape[2]
-                    mom = max(BN_MOMENTUM, 1.0 / float(self.bn_updates + 1))
-                    self.running_mean.lerp_(mean.detach(), mom)
-                    self.running_var.lerp_(var.detach() * cnt / max(cnt - 1, 1), mom)
-                    self.bn_updates += 1
-            else:
-                mean, var = self.running_mean, self.running_var
-            scale = self.bn_weight / torch.sqrt(var + BN_EPS)
-            a = h * scale[:, None]
-            bias = self.bn_bias - mean * scale
-        else:
-            a, bias = h, self.bias
+        a, bias = self.batchnorm_float(self.feedforward_float(x, sigma))
         spec = LoopSpec(integer=False, theta=1.0, a_scale=1.0, sigma=float(sigma), surrogate=surrogate)
         mask = self._rec_mask(a, rec_dropout)
         rp = self.rec_param()
@@ -152,6 +132,29 @@ class HiddenLayer(nn.Module):
                         weights=rp if self.recurrence == "dense" else None,
                         delays=self.delays if self.recurrence else None, mask=mask)
         return s
+
+    def batchnorm_float(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The float feedforward input (T, n, B) scaled by BatchNorm, and the bias (n,): batch
+        statistics while training (updating the running ones), running statistics in eval; without
+        BatchNorm ``(h, bias)``."""
+        if not self.batchnorm:
+            return h, self.bias
+        if self.training:
+            hv = h[1:] if h.shape[0] > 1 else h
+            mean = hv.mean(dim=(0, 2))
+            var = hv.var(dim=(0, 2), unbiased=False)
+            with torch.no_grad():
+                # exponential average, but a plain average over the first 1/momentum
+                # batches, so that short runs do not keep the initial (0, 1) statistics
+                cnt = hv.shape[0] * hv.shape[2]
+                mom = max(BN_MOMENTUM, 1.0 / float(self.bn_updates + 1))
+                self.running_mean.lerp_(mean.detach(), mom)
+                self.running_var.lerp_(var.detach() * cnt / max(cnt - 1, 1), mom)
+                self.bn_updates += 1
+        else:
+            mean, var = self.running_mean, self.running_var
+        scale = self.bn_weight / torch.sqrt(var + BN_EPS)
+        return h * scale[:, None], self.bn_bias - mean * scale
 
     def feedforward_float(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
         """The feedforward input before BatchNorm: ``W x[t - 1]``, (T, n_in, B) -> (T, n, B)

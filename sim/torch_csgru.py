@@ -16,7 +16,8 @@ import torch
 
 from crsnn import loihi2 as L2
 from crsnn.models.integer import Layer
-from crsnn.sim.torch_sim import _feedforward64, _prepare_recurrence, _recurrent_input
+from crsnn.sim.torch_sim import (LOOP_SINGLE_THREAD_MAX, _feedforward64, _prepare_recurrence, _recurrent_input,
+                                 _small_work_threads)
 
 
 def run_csgru_layer(layer: Layer, src: torch.Tensor, max_input: int, steps: int, batch: int) -> torch.Tensor:
@@ -46,7 +47,7 @@ def run_csgru_layer(layer: Layer, src: torch.Tensor, max_input: int, steps: int,
     v = torch.zeros_like(i)
     s_prev = torch.zeros_like(i)
     unit = 1.0 / 2**L2.ACT_SHIFT  # a_ff holds a << 6: back to a (exact, a power of two)
-    with torch.no_grad():
+    with torch.no_grad(), _small_work_threads(dev, n * batch <= LOOP_SINGLE_THREAD_MAX):
         for t in range(steps):
             r_i, r_r, r_z = (_recurrent_input(r, hist_flat, t, n).to(torch.float64) for r in recs)
             i, v, s, _, _ = L2.csgru_step(i, v, s_prev, a_r[:, t] * unit + r_r, a_i[:, t] * unit + r_i, r_z,

@@ -297,7 +297,8 @@ def simulate_torch(net: IntegerNetwork, x: np.ndarray | torch.Tensor, device: st
     ``native``: on the CPU, run each layer's loop compiled (:mod:`crsnn.sim.native`, same results,
     several times faster) instead of torch operations. None (default): whenever it is
     :func:`~crsnn.sim.native.enabled`; True: always (``RuntimeError`` if it cannot be built);
-    False: never. CUDA always runs the torch operations.
+    False: never. CUDA always runs the torch operations, and so does a network with CS-GRU layers
+    (the compiled loop has no CS-GRU neuron; :mod:`crsnn.sim.torch_csgru`), whatever ``native``.
 
     ``x``: (batch, steps, n_in) integers (binary spikes, or graded payloads within
     ``net.input_message_bits``). Returns a :class:`~crsnn.sim.integer_sim.SimResult` of NumPy
