@@ -28,8 +28,8 @@ from crsnn.models.integer import IntegerNetwork
 class Loihi2Limits:
     """Hardware figures the report assumes (see the module docstring)."""
 
-    cores_per_chip: int = 128
-    neurons_per_core: int = 8192
+    cores_per_chip: int = L2.CORES_PER_CHIP
+    neurons_per_core: int = L2.NEURONS_PER_CORE
     synapse_memory_bits_per_core: int = 128 * 1024 * 8
     max_fan_in: int = 4096
     delay_bits: int = 6

@@ -31,10 +31,11 @@ import numpy as np
 from crsnn.atomic_write import check_writable, json_bytes, write_together
 from crsnn.cli_errors import run_command
 from crsnn.cli_types import CommandParser, float_range, positive_float, positive_int, probability, seed
-from crsnn.export.nir_float_ref import fidelity, populations, quantization_summary
+from crsnn.export.nir_float_ref import fidelity, fidelity_bytes_per_sample, populations, quantization_summary
 from crsnn.export.nir_foreign import implied_dt, is_crsnn_graph, normalize_foreign
 from crsnn.export.nir_reader import NIRImportError, load_nir, read_graph
 from crsnn.export.nir_writer import FORMAT, nir_bytes, to_nir
+from crsnn.memory import available, gib
 from crsnn.models.integer import IntegerNetwork
 
 
@@ -93,6 +94,24 @@ def _inputs(args: argparse.Namespace, net: IntegerNetwork) -> tuple[np.ndarray, 
     rng = np.random.default_rng(args.seed)
     x = (rng.random((args.samples, args.steps, net.n_in)) < args.rate).astype(np.int64)
     return x, f"{args.samples} samples x {args.steps} steps, Bernoulli input p = {args.rate:g}"
+
+
+def _fidelity_chunk(args: argparse.Namespace, pops: list, n_in: int) -> int:
+    """Samples the fidelity check simulates at once so that it fits the memory this process may
+    still allocate (:func:`crsnn.memory.available`); refuses, in one line and before allocating,
+    a check that does not fit with even one sample."""
+    steps = args.steps if not args.data else max(1, int(round(args.max_time / args.dt)))
+    per = fidelity_bytes_per_sample(pops, steps, n_in)
+    inputs = 0 if args.data else 8 * args.samples * steps * n_in  # the random input, held whole
+    budget = available()
+    room = int(0.8 * budget.bytes) - inputs
+    if room < per:
+        neurons = sum(p.n for p in pops)
+        raise NIRImportError(f"the fidelity check needs about {gib(inputs + per)} for one sample of {steps} steps x "
+                             f"{neurons + n_in} neurons{' and its input' if inputs > per // 10 else ''}, more than the "
+                             f"{gib(0.8 * budget.bytes)} it may use (80 % of the {gib(budget.bytes)} left by "
+                             f"{budget.limit}); lower --steps{' or --samples' if inputs > per // 10 else ''}, or free memory")
+    return max(1, min(args.samples, room // per))
 
 
 def _fmt(v: float, nd: int = 4) -> str:
@@ -177,8 +196,9 @@ def _import(args: argparse.Namespace) -> int:
     notes: list[str] = []
     g, net, ng = import_graph(args.graph, args.dt, args.time_unit, notes)
     pops, _ = populations(ng)
+    chunk = _fidelity_chunk(args, pops, net.n_in)
     x, what = _inputs(args, net)
-    fid = fidelity(pops, net, x)
+    fid = fidelity(pops, net, x, chunk=chunk)
     rows = quantization_summary(pops, net)
     net.metadata = {}
     graph = to_nir(net, dt=float(args.dt) if args.dt else 1.0,

@@ -31,6 +31,7 @@ of input message bits as ``Network(input_message_bits=...)``; the file records i
 from __future__ import annotations
 
 import io
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -182,40 +183,77 @@ def _connection(w: np.ndarray, delays: np.ndarray | None, where: str) -> Connect
     raise NetxExportError(f"{where}: odd weights outside [-128, 127] have no 8-bit crsnn equivalent")
 
 
+def _dataset(g: h5py.Group, key: str, where: str, allowed: str) -> h5py.Dataset:
+    item = g.get(key)
+    if not isinstance(item, h5py.Dataset):
+        raise NetxExportError(f"{where}: dataset '{key}' is {'missing' if item is None else 'not a dataset'}; "
+                              f"allowed: {allowed}")
+    return item
+
+
+def _integers(g: h5py.Group, key: str, where: str, shape: tuple[int, ...], lo: int, hi: int) -> np.ndarray:
+    """Dataset ``key`` of ``g`` as int64 of ``shape`` (a scalar for ``()``); refused in one line
+    naming the layer and the field when it is missing, of another size, or holds anything but
+    integers in [lo, hi]."""
+    dims = "a scalar" if shape == () else f"shape {shape}"
+    allowed = f"{dims} of integers in [{lo}, {hi}]"
+    ds = _dataset(g, key, where, allowed)
+    if ds.dtype.kind not in "biuf" or math.prod(ds.shape or ()) != math.prod(shape):
+        raise NetxExportError(f"{where}: {key} has shape {ds.shape} and type {ds.dtype}; allowed: {allowed}")
+    a = np.asarray(ds[()], dtype=np.float64).reshape(shape)
+    bad = ~np.isfinite(a) | (a != np.rint(a)) | (a < lo) | (a > hi)
+    if bad.any():
+        raise NetxExportError(f"{where}: {key} holds {a[bad].reshape(-1)[0]:g}; allowed: {allowed}")
+    return a.astype(np.int64)
+
+
+def _size(g: h5py.Group, where: str) -> int:
+    """The number of neurons of a layer: the product of its ``shape`` (positive integers)."""
+    ds = _dataset(g, "shape", where, "a list of positive integers")
+    dims = max(1, math.prod(ds.shape or ()))
+    return int(np.prod(_integers(g, "shape", where, (dims,), 1, L2.SYSTEM_NEURONS_MAX)))
+
+
 def read_netx(path: str | os.PathLike) -> IntegerNetwork:
     """The integer network a netx file of the layout above means (crsnn's reading of netx's
     rules; ``crsnn-verify`` checks it against Lava running ``netx.hdf5.Network``). The input
-    message bits come from ``/crsnn`` (0 when absent). Raises :class:`NetxExportError` for
-    anything else (other layer types, a missing neuron group, non-CUBA neurons)."""
+    message bits come from ``/crsnn`` (0 when absent). Raises :class:`NetxExportError` (one line
+    naming the layer and the field) for anything else: other layer types, a missing or misshapen
+    dataset, non-integer or out-of-range values, non-CUBA neurons."""
     layers: list[Layer] = []
     with h5py.File(path, "r") as f:
         if "layer" not in f:
             raise NetxExportError(f"{path}: not a netx file (no /layer group)")
         lg = f["layer"]
-        keys = sorted(lg.keys(), key=int)
+        keys = sorted(lg.keys(), key=lambda k: int(k) if k.isdigit() else -1)
         if keys != [str(i) for i in range(len(keys))] or len(keys) < 2:
             raise NetxExportError(f"{path}: netx layers must be 0..n-1 with at least an input and one dense layer")
-        if _text(lg["0/type"]) != "input" or "neuron" in lg["0"]:
+        if _text(_dataset(lg["0"], "type", f"{path}: layer 0", "'input'")) != "input" or "neuron" in lg["0"]:
             raise NetxExportError(f"{path}: layer 0 must be an 'input' layer without a neuron")
-        n_prev = int(np.prod(lg["0/shape"][()]))
+        n_prev = _size(lg["0"], f"{path}: layer 0")
         n_in = n_prev
         for k in keys[1:]:
-            g = lg[k]
-            kind = _text(g["type"])
+            g, where = lg[k], f"{path}: layer {k}"
+            kind = _text(_dataset(g, "type", where, "'dense'"))
             if kind != "dense" or "weight_rec" in g:
-                raise NetxExportError(f"{path}: layer {k} has type '{kind}'; only feedforward 'dense' layers are read")
-            if "neuron" not in g or _text(g["neuron/type"]) != "CUBA":
-                raise NetxExportError(f"{path}: layer {k} needs a CUBA neuron group")
-            n = int(np.prod(g["shape"][()]))
-            w = np.asarray(g["weight"][()]).astype(np.int64).reshape(n, n_prev)
-            delays = np.asarray(g["delay"][()]).astype(np.int64) if "delay" in g else None
-            if delays is not None and delays.shape != (n, n_prev):
-                raise NetxExportError(f"{path}: layer {k}: only 2-D per-synapse delays are read, got {delays.shape}")
-            ng = g["neuron"]
-            bias = np.asarray(g["bias"][()]).astype(np.int64).reshape(-1) if "bias" in g else np.zeros(n, np.int64)
-            nrn = LIFParams(n=n, du=int(ng["iDecay"][()]) - 1, dv=int(ng["vDecay"][()]), vth=int(ng["vThMant"][()]),
+                raise NetxExportError(f"{where} has type '{kind}'; only feedforward 'dense' layers are read")
+            if not isinstance(g.get("neuron"), h5py.Group) or _text(_dataset(g["neuron"], "type", where, "'CUBA'")) != "CUBA":
+                raise NetxExportError(f"{where} needs a CUBA neuron group")
+            n = _size(g, where)
+            w = _integers(g, "weight", where, (n, n_prev), L2.INT32_MIN, L2.INT32_MAX)
+            delays = None
+            if "delay" in g:
+                delays = _integers(g, "delay", where, (n, n_prev), L2.SYNAPSE_DELAY_MIN, L2.SYNAPSE_DELAY_MAX)
+                if g["delay"].shape != (n, n_prev):
+                    raise NetxExportError(f"{where}: only 2-D per-synapse delays are read, got {g['delay'].shape}")
+            ng, nw = g["neuron"], f"{where}: neuron"
+            bias = (_integers(g, "bias", where, (n,), L2.BIAS_MANT_MIN, L2.BIAS_MANT_MAX) if "bias" in g
+                    else np.zeros(n, np.int64))
+            nrn = LIFParams(n=n, du=int(_integers(ng, "iDecay", nw, (), 1, L2.DECAY_UNITY)) - 1,
+                            dv=int(_integers(ng, "vDecay", nw, (), 0, L2.DECAY_MAX)),
+                            vth=int(_integers(ng, "vThMant", nw, (), 0, L2.VTH_MAX)),
                             bias_mant=bias, bias_exp=L2.NETX_BIAS_EXP)
-            layers.append(Layer(_connection(w, delays, f"{path}: layer {k}"), nrn))
+            layers.append(Layer(_connection(w, delays, where), nrn))
             n_prev = n
     meta = netx_metadata(path)
     net = IntegerNetwork(n_in=n_in, hidden=layers[:-1], readout=layers[-1],

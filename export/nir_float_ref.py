@@ -217,31 +217,129 @@ def integer_aligned(net: IntegerNetwork, x: np.ndarray) -> tuple[list[np.ndarray
     return spikes, r.readout_v[:, lat: lat + steps]
 
 
-def fidelity(pops: list[FloatPopulation], net: IntegerNetwork, x: np.ndarray) -> dict[str, Any]:
+class _Pearson:
+    """Pearson correlation of two equally long streams of numbers, fed in pieces (Chan et al.'s
+    pairwise update of means and co-moments: the same value as over the whole arrays, without
+    holding them). Mirrors :func:`_corr` for constant or empty streams."""
+
+    def __init__(self) -> None:
+        self.n, self.ma, self.mb, self.saa, self.sbb, self.sab, self.equal = 0, 0.0, 0.0, 0.0, 0.0, 0.0, True
+
+    def add(self, a: np.ndarray, b: np.ndarray) -> None:
+        a, b = a.reshape(-1).astype(np.float64), b.reshape(-1).astype(np.float64)
+        if a.size == 0:
+            return
+        self.equal = self.equal and bool(np.array_equal(a, b))
+        m = a.size
+        ma, mb = float(a.mean()), float(b.mean())
+        da, db = a - ma, b - mb
+        saa, sbb, sab = float(da @ da), float(db @ db), float(da @ db)
+        n = self.n + m
+        dma, dmb = ma - self.ma, mb - self.mb
+        self.saa += saa + dma * dma * self.n * m / n
+        self.sbb += sbb + dmb * dmb * self.n * m / n
+        self.sab += sab + dma * dmb * self.n * m / n
+        self.ma += dma * m / n
+        self.mb += dmb * m / n
+        self.n = n
+
+    def value(self) -> float:
+        if self.n == 0 or self.saa == 0 or self.sbb == 0:
+            return 1.0 if self.equal else float("nan")
+        return float(self.sab / np.sqrt(self.saa * self.sbb))
+
+
+#: Bytes the fidelity check holds per input sample, per step and per neuron of all populations:
+#: float and integer spikes (bool), their per-step temporaries, the integer simulator's float64
+#: histories and the spike-time matching (measured peak below 12, kept with a margin).
+FIDELITY_BYTES_PER_NEURON_STEP = 16
+#: The integer simulator runs in pieces of at most this many synapse-steps (samples x steps x
+#: synapses): each piece is one uninterruptible compiled call, about 0.1 s, so a signal ends the
+#: command promptly.
+INTEGER_SYNAPSE_STEPS_PER_CALL = 2e9
+
+
+def fidelity_bytes_per_sample(pops: list[FloatPopulation], steps: int, n_in: int) -> int:
+    """Bytes :func:`fidelity` needs per sample of ``steps`` steps (input included)."""
+    neurons = sum(p.n for p in pops) + n_in
+    return int(FIDELITY_BYTES_PER_NEURON_STEP * (steps + len(pops) + 1) * neurons + 8 * steps * n_in)
+
+
+def _integer_chunk(pops: list[FloatPopulation], steps: int, n_in: int) -> int:
+    synapses, n_prev = 0, n_in
+    for p in pops:
+        synapses += p.n * n_prev + (p.n * p.n if p.w_rec is not None else 0) + p.n
+        n_prev = p.n
+    return max(1, int(INTEGER_SYNAPSE_STEPS_PER_CALL // max(1, synapses * steps)))
+
+
+def fidelity(pops: list[FloatPopulation], net: IntegerNetwork, x: np.ndarray,
+             chunk: int | None = None) -> dict[str, Any]:
     """Float reference vs integer network on the same input ``x`` (batch, steps, n_in).
 
     Returns ``{"layers": [...], "output": {...}}``: per population its name, spike totals (float,
     integer), ``count_corr`` (Pearson over samples x neurons of the spike counts), ``time_jaccard``
     (exact step) and ``time_jaccard_1`` (within +-1 step); for the output ``decision_agreement``
-    (fraction of samples with the same arg-max) and ``voltage_corr`` (readout voltage traces)."""
-    ref = simulate_float(pops, x)
-    got, v_int = integer_aligned(net, x)
-    layers = []
-    for p, a, b in zip(pops, ref.spikes, got):
-        layers.append({"name": p.name, "kind": p.kind, "neurons": p.n, "spiking": p.spiking,
-                       "spikes_float": int(a.sum()), "spikes_integer": int(b.sum()),
-                       "count_corr": _corr(a.sum(1), b.sum(1)),
-                       "time_jaccard": _jaccard(a, b), "time_jaccard_1": _jaccard(a, b, 1)})
+    (fraction of samples with the same arg-max) and ``voltage_corr`` (readout voltage traces).
+
+    ``chunk``: samples simulated at once (default: all). Memory grows with it
+    (:func:`fidelity_bytes_per_sample`); the figures do not depend on it. The integer simulator
+    runs in pieces of :data:`INTEGER_SYNAPSE_STEPS_PER_CALL` so that a signal is handled within
+    about 0.1 s."""
+    b, steps, n_in = np.shape(x)
+    chunk = max(1, b if chunk is None else int(chunk))
+    piece = _integer_chunk(pops, steps, n_in)
+    n_pop = len(pops)
+    totals = [[0, 0] for _ in pops]
+    counts = [_Pearson() for _ in pops]
+    jac = [[0, 0, 0, 0, 0, 0] for _ in pops]  # exact: inter, union; +-1: matched a, matched b, |a|, |b|
+    volts, agree = _Pearson(), 0
     ro = pops[-1]
-    if ro.spiking:
-        d_f, d_i = ref.spikes[-1].sum(1), got[-1].sum(1)
-    else:
-        d_f, d_i = ref.readout_v.mean(1), v_int.mean(1)
-    agree = float(np.mean(d_f.argmax(1) == d_i.argmax(1))) if len(x) else float("nan")
-    out = {"decision": "spike count" if ro.spiking else "mean voltage", "decision_agreement": agree,
-           "voltage_corr": _corr(ref.readout_v, v_int.astype(np.float64)), "samples": int(len(x)),
-           "steps": int(np.shape(x)[1])}
+    for lo in range(0, b, chunk):
+        xs = x[lo:lo + chunk]
+        ref = simulate_float(pops, xs)
+        parts = [integer_aligned(net, xs[i:i + piece]) for i in range(0, len(xs), piece)]
+        got = [np.concatenate([p[0][li] for p in parts]) for li in range(n_pop)]
+        v_int = np.concatenate([p[1] for p in parts])
+        del parts
+        for li, (a, c) in enumerate(zip(ref.spikes, got)):
+            totals[li][0] += int(a.sum())
+            totals[li][1] += int(c.sum())
+            counts[li].add(a.sum(1), c.sum(1))
+            j = jac[li]
+            j[0] += int((a & c).sum())
+            j[1] += int((a | c).sum())
+            na, nc = int(a.sum()), int(c.sum())
+            if na or nc:
+                j[2] += int((a & _near(c, 1)).sum())
+                j[3] += int((c & _near(a, 1)).sum())
+            j[4] += na
+            j[5] += nc
+        if ro.spiking:
+            d_f, d_i = ref.spikes[-1].sum(1), got[-1].sum(1)
+        else:
+            d_f, d_i = ref.readout_v.mean(1), v_int.mean(1)
+        agree += int(np.sum(d_f.argmax(1) == d_i.argmax(1)))
+        volts.add(ref.readout_v, v_int.astype(np.float64))
+    layers = []
+    for p, (tf, ti), cp, j in zip(pops, totals, counts, jac):
+        layers.append({"name": p.name, "kind": p.kind, "neurons": p.n, "spiking": p.spiking,
+                       "spikes_float": tf, "spikes_integer": ti, "count_corr": cp.value(),
+                       "time_jaccard": 1.0 if j[1] == 0 else j[0] / j[1],
+                       "time_jaccard_1": 1.0 if j[4] + j[5] == 0 else (j[2] + j[3]) / (j[4] + j[5])})
+    out = {"decision": "spike count" if ro.spiking else "mean voltage",
+           "decision_agreement": agree / b if b else float("nan"),
+           "voltage_corr": volts.value(), "samples": int(b), "steps": int(steps)}
     return {"layers": layers, "output": out}
+
+
+def _near(s: np.ndarray, tol: int) -> np.ndarray:
+    """``s`` (batch, steps, n) with every spike widened to +-``tol`` steps."""
+    out = s.copy()
+    for k in range(1, tol + 1):
+        out[:, k:] |= s[:, :-k]
+        out[:, :-k] |= s[:, k:]
+    return out
 
 
 # ------------------------------------------------------------------------------ quantization

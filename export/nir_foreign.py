@@ -280,8 +280,12 @@ def normalize_foreign(g: nir.NIRGraph, dt: float | None = None, notes: list[str]
             out[name] = nir.Input(input_type={"input": np.array([n_in])})
         elif isinstance(node, nir.Output):
             srcs = [out[p] for p in preds[name]]
+            shape = [int(s) for s in np.asarray(dict(node.output_type or {}).get("output", [])).reshape(-1)]
             n = next((int(np.size(s.v_leak if hasattr(s, "v_leak") else s.r)) for s in srcs
-                      if isinstance(s, NEURON_TYPES)), int(np.prod(np.asarray(node.output_type["output"]))))
+                      if isinstance(s, NEURON_TYPES)), int(np.prod(shape)))
+            if shape and int(np.prod(shape)) != n and shape[-1] != n:  # [1, n] or [batch, steps, n]: read as [n]
+                raise NIRImportError(f"node '{name}' (Output): output_type {shape} does not match the {n} neurons "
+                                     f"that feed it; allowed: [{n}] (or leading batch/time dimensions before {n})")
             out[name] = nir.Output(output_type={"output": np.array([n])})
     _fold_recurrent_biases(out, preds, succ, notes)
     if dt is not None:

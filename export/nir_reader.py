@@ -27,6 +27,7 @@ import nir
 import numpy as np
 
 from crsnn import loihi2 as L2
+from crsnn.export.nir_checks import check_capacity, check_file, check_numbers
 from crsnn.export.nir_synaptic_delays import BranchError, collapse_branches
 from crsnn.export.nir_synaptic_delays import delays_of as synaptic_delays_of
 from crsnn.export.nir_writer import EVEN_KERNEL, FORMAT
@@ -56,20 +57,26 @@ def _uniform(node_name: str, node: Any, field: str) -> float:
 
 
 def read_graph(source: str | os.PathLike | nir.NIRGraph) -> nir.NIRGraph:
-    """``nir.read`` with one-line errors for a missing, unreadable or non-NIR file."""
+    """``nir.read`` with one-line errors for a missing, unreadable or non-NIR file, and the checks
+    of :mod:`crsnn.export.nir_checks` (before reading: links to other files, size; after: every
+    number of every node), which every command reading a graph relies on."""
     if isinstance(source, nir.NIRGraph):
+        check_numbers(source)
         return source
     path = Path(source)
     if path.is_dir():
         raise NIRImportError(f"{path}: is a folder, not a NIR file")
     if not path.is_file():
         raise NIRImportError(f"{path}: no such file")
+    check_file(path)
     try:
-        return nir.read(str(path))
+        g = nir.read(str(path))
     except Exception:  # noqa: BLE001 - other tools' files often fail NIR's type check: read without it
         from crsnn.export.nir_foreign import read_tolerant
 
-        return read_tolerant(path)
+        g = read_tolerant(path)
+    check_numbers(g)
+    return g
 
 
 @dataclass
@@ -362,6 +369,26 @@ def _approx_population(g, pop: _Population, n_prev: int, readout: bool, dt: floa
     return Layer(ff=ff, neuron=nrn, rec=rec)
 
 
+def _population_size(g: nir.NIRGraph, pop: _Population) -> int:
+    node = g.nodes[pop.name]
+    meta = getattr(node, "metadata", None) or {}
+    return int(np.size(meta["bias_mant"])) if "bias_mant" in meta else int(np.size(_neuron_field(node)))
+
+
+def _check_sizes(g: nir.NIRGraph, pops: list[_Population], n_in: int) -> None:
+    """Neurons and synapses within the largest Loihi 2 system, and an Output node of the size of
+    the readout that feeds it (before any array is computed)."""
+    sizes = [_population_size(g, p) for p in pops]
+    synapses = sum(int(np.size(g.nodes[q].weight)) for p in pops for q in p.ff_path + p.rec_path
+                   if isinstance(g.nodes[q], WEIGHTS))
+    check_capacity(sum(sizes), synapses)
+    out = next(k for k, v in g.nodes.items() if isinstance(v, nir.Output))
+    shape = np.asarray(dict(g.nodes[out].output_type or {}).get("output", [sizes[-1]])).reshape(-1)
+    if int(np.prod(shape)) != sizes[-1]:
+        raise NIRImportError(f"node '{out}' (Output): output_type {shape.tolist()} does not match the {sizes[-1]} "
+                             f"neurons of '{pops[-1].name}' that feed it; allowed: [{sizes[-1]}]")
+
+
 def load_nir(source: str | os.PathLike | nir.NIRGraph, dt: float | None = None) -> IntegerNetwork:
     """Read a NIR file (or graph) into the integer network the simulator and Lava run.
 
@@ -385,6 +412,7 @@ def load_nir(source: str | os.PathLike | nir.NIRGraph, dt: float | None = None) 
         except BranchError as exc:
             raise NIRImportError(str(exc)) from None
     pops, n_in = _structure(g)
+    _check_sizes(g, pops, n_in)
     layers, n_prev = [], n_in
     step = 1.0  # crsnn graphs and normalized foreign graphs count time in steps
     for i, pop in enumerate(pops):
