@@ -101,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"hidden spikes compared: {total_slots} (of which {total_spikes} spikes, "
           f"{100.0 * total_spikes / max(1, total_slots):.1f} %); saturated/spiking readout values: {saturated}")
     path = "compiled loop" if runs_compiled_loop(device) else "torch operations"
+    if args.csgru > 0 and path == "compiled loop":
+        path += "; torch operations for networks with CS-GRU layers"
     print(f"time: integer simulator ({device}, {path}) {sim_s:.2f} s, Lava {lava_s:.2f} s (incl. start-up)")
     print(f"bit-exact: {exact}/{args.networks} networks, {spikes} mismatching spikes, {readout} mismatching readout values")
     return 0 if (exact == args.networks and spikes == 0 and readout == 0) else 1

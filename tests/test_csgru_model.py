@@ -116,3 +116,16 @@ def test_train_cli_csgru(tmp_path, capsys):
 
     model, _ = load_checkpoint(str(out))
     assert model.layers[0].recurrence is None and model.layers[1].recurrence == "csgru"
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
+def test_cuda_csgru_matches_numpy():
+    """The CS-GRU torch simulator on CUDA: the same bits as the NumPy reference."""
+    for i in range(8):
+        rng = np.random.default_rng([12, i])
+        net, steps = random_network(rng, max_neurons=32, csgru=0.8)
+        x = random_input(rng, net, 3, steps)
+        a, b = simulate(net, x), simulate_torch(net, x, device="cuda")
+        assert np.array_equal(a.readout_v, b.readout_v)
+        assert all(np.array_equal(p, q) for p, q in zip(a.hidden_spikes, b.hidden_spikes))
