@@ -2,8 +2,13 @@
 temporary file in the target folder and rename it onto the target.
 
 - :func:`check_writable` is called by every command on every output path before any work: a
-  missing or read-only folder, a folder that is a file, or a target that is a folder is one
-  :class:`WriteError` at start, not after an hour of training or a Lava run.
+  missing or read-only folder, a folder that is a file, a target that is a folder, a target that
+  is not a regular file (a FIFO, a device, a link to one: renaming onto it would replace it) or a
+  target that is one of the command's own inputs is one :class:`WriteError` at start, not after an
+  hour of training or a Lava run.
+- The writers refuse a target that is not a regular file again right before they rename (all
+  targets of :func:`write_together` before the first rename), so such a file placed there during
+  the work is left as it is, and so are the other targets.
 - :func:`write_bytes_atomic` (and :func:`write_json_atomic`, :func:`save_figure`,
   :func:`write_atomic`) never leave a half-written file: a failure (full disk, file-size limit,
   an exception, a signal) leaves the previous file, or no file, and no temporary file.
@@ -29,6 +34,8 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Iterator
+
+from crsnn.input_files import special_kind
 
 _SIGNALS = tuple(s for s in (getattr(signal, n, None) for n in ("SIGINT", "SIGTERM", "SIGHUP")) if s is not None)
 
@@ -65,15 +72,47 @@ def _folder(path: Path) -> Path:
     return path.parent if str(path.parent) else Path(".")
 
 
-def check_writable(path: str | os.PathLike, make_parents: bool = False) -> Path:
+def _refuse_special(path: Path) -> None:
+    """A :class:`WriteError` when ``path`` exists and is not a regular file or a folder (a FIFO,
+    a device, a socket, or a link to one): the rename would replace it (as root: ``/dev/null``)."""
+    kind = special_kind(path)
+    if kind is not None:
+        raise WriteError(_errno.EEXIST, f"cannot write {path}: not a regular file ({kind}); it is left as it is: "
+                                        "give the name of a file")
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether ``a`` and ``b`` name the same file: the same device and inode when both exist
+    (links, ``..``, hard links), else the same resolved path."""
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def check_not_input(path: str | os.PathLike, inputs: Iterable[str | os.PathLike | None]) -> None:
+    """Refuse an output ``path`` that is one of ``inputs`` (``None`` entries are skipped): writing
+    it would replace what the command reads (``crsnn-import g.nir g.nir``, a training's ``--out``
+    on its own data). Raises :class:`WriteError`."""
+    for inp in inputs:
+        if inp is not None and same_file(path, inp):
+            raise WriteError(_errno.EEXIST, f"cannot write {path}: it is also an input of this command ({inp}); "
+                                            "choose another output path")
+
+
+def check_writable(path: str | os.PathLike, make_parents: bool = False,
+                   inputs: Iterable[str | os.PathLike | None] = ()) -> Path:
     """Check that ``path`` can be written (its folder exists -- or, with ``make_parents``, is
-    created -- and accepts new files; ``path`` is not a folder). Creates and removes an empty
-    temporary file to find out (the only test that works for root, read-only mounts and
-    network file systems alike). Returns ``path`` as a :class:`Path`; raises :class:`WriteError`."""
+    created -- and accepts new files; ``path`` is not a folder, not a FIFO / device / socket or a
+    link to one, and not one of the command's ``inputs``). Creates and removes an empty temporary
+    file to find out (the only test that works for root, read-only mounts and network file
+    systems alike). Returns ``path`` as a :class:`Path`; raises :class:`WriteError`."""
     path = Path(path)
     folder = _folder(path)
     if path.is_dir():
         raise WriteError(_errno.EISDIR, f"cannot write {path}: it is a folder; give a file name")
+    _refuse_special(path)
+    check_not_input(path, inputs)
     if not folder.is_dir():
         blocker = next((p for p in [folder, *folder.parents] if p.exists()), None)
         if blocker is not None and not blocker.is_dir():
@@ -182,13 +221,17 @@ def write_together(items: Iterable[tuple[str | os.PathLike, Content | None]]) ->
     items = [(Path(p), c) for p, c in items]
     temps: list[tuple[Path, str | None]] = []
     try:
+        for path, _ in items:
+            _refuse_special(path)
         for path, content in items:
             temps.append((path, None if content is None else _write_temp(path, content)))
         with signals_held():
+            for path, _ in temps:  # again, all of them before the first rename
+                _refuse_special(path)
             for path, tmp in temps:
                 try:
                     if tmp is None:
-                        if path.exists() and not path.is_dir():
+                        if path.is_symlink() or path.is_file():
                             os.unlink(path)
                     else:
                         os.replace(tmp, path)
@@ -207,6 +250,7 @@ def write_atomic(path: str | os.PathLike, write: Callable[[str], Any]) -> Path:
     folder does not exist or the disk is full; other exceptions of ``write`` pass through. The
     temporary file never survives a failure."""
     path = Path(path)
+    _refuse_special(path)
     tmp = _write_temp(path, b"")
     try:
         try:
@@ -217,6 +261,7 @@ def write_atomic(path: str | os.PathLike, write: Callable[[str], Any]) -> Path:
             finally:
                 os.close(fd)
             with signals_held():
+                _refuse_special(path)
                 os.replace(tmp, path)
         except OSError as e:
             raise _error(path, e) from None

@@ -10,9 +10,10 @@ user's mistake or a signal, and no process of the command left running.
   A second signal while that cleanup runs (at most ~2 s) is ignored.
 - Processes forked while the handlers are active (Lava workers, data workers) get the default
   signal actions back, so they never run a handler meant for the command.
-- User errors (the exception types a command names, and :class:`~crsnn.atomic_write.WriteError`)
-  print ``PROG: error: MESSAGE`` (first line only) and exit 2. Errors carrying ``details`` (a
-  Lava worker's traceback) print them only when ``CRSNN_DEBUG=1``.
+- User errors (the exception types a command names, :class:`~crsnn.atomic_write.WriteError` and
+  :class:`~crsnn.input_files.NotRegularFileError`) print ``PROG: error: MESSAGE`` (first line
+  only) and exit 2. Errors carrying ``details`` (a Lava worker's traceback) print them only when
+  ``CRSNN_DEBUG=1``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from contextlib import contextmanager
 from typing import Callable, Iterator
 
 from crsnn.atomic_write import WriteError
+from crsnn.input_files import NotRegularFileError
 
 SIGNALS = tuple(s for s in (getattr(signal, n, None) for n in ("SIGINT", "SIGTERM", "SIGHUP")) if s is not None)
 
@@ -131,7 +133,7 @@ def run_command(prog: str, body: Callable[[], int], user_errors: tuple[type[Base
             except (OSError, ValueError):
                 pass
             return 128 + getattr(signal, "SIGPIPE", 13)
-        except (WriteError, *user_errors) as e:
+        except (WriteError, NotRegularFileError, *user_errors) as e:
             _flush_quietly()
             print(f"{prog}: error: {one_line(e)}", file=sys.stderr)
             return 2

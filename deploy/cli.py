@@ -28,6 +28,7 @@ from crsnn.deploy.evaluate import (EvalDataError, binning_from_metadata, confusi
 from crsnn.deploy.report import format_report, network_report
 from crsnn.deploy.watchdog import LavaRunError, LavaTimeoutError
 from crsnn.export.nir_reader import NIRImportError, load_nir, read_graph
+from crsnn.input_files import NotRegularFileError, check_regular_input
 
 
 class CommandError(RuntimeError):
@@ -120,9 +121,25 @@ def run_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def inputs_of(*paths: str | None, data: str | None = None) -> list[str | Path]:
+    """The files a deploy command reads (``None`` entries dropped): no output may be one of them."""
+    from crsnn.train.datasets import data_files
+
+    return [p for p in paths if p is not None] + (data_files(data) if data else [])
+
+
+def _refuse_special(path: str, what: str) -> None:
+    """A :class:`CommandError` when ``path`` is a FIFO, a device or a socket (see
+    :mod:`crsnn.input_files`): a FIFO would block the HDF5 reader until killed."""
+    try:
+        check_regular_input(path, what)
+    except NotRegularFileError as exc:
+        raise CommandError(str(exc)) from None
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.json:
-        check_writable(args.json)
+        check_writable(args.json, inputs=inputs_of(args.nir, data=args.data))
     if args.backend == "loihi2":
         _refuse_csgru_on_loihi2(args.nir)
         require_loihi2()
@@ -195,6 +212,7 @@ def verify(checkpoint: str | None, nir_path: str, data_source: str, n: int | Non
     or the graph's metadata."""
     from crsnn.export.netx_writer import is_netx_file
 
+    _refuse_special(nir_path, "NIR or netx file")  # before is_netx_file opens it
     if is_netx_file(nir_path):  # lava-dl netx file (crsnn-export --format netx): run with netx's loader
         from crsnn.deploy.netx_verify import verify_netx
 
@@ -209,8 +227,9 @@ def verify(checkpoint: str | None, nir_path: str, data_source: str, n: int | Non
     if checkpoint is None and is_checkpoint_path(nir_path):  # the checkpoint is the artifact
         checkpoint = nir_path
     png, js = f"{out_prefix}.png", f"{out_prefix}.json"
-    check_writable(js, make_parents=True)
-    check_writable(png)
+    inputs = inputs_of(checkpoint, nir_path, data=data_source)
+    check_writable(js, make_parents=True, inputs=inputs)
+    check_writable(png, inputs=inputs)
     model = None if checkpoint is None else trained_model(checkpoint)
     net, meta = _load(nir_path, graph_dt, graph_time_unit)
     if model is not None and not networks_equal(net, model.to_integer()):
@@ -358,7 +377,7 @@ def report_parser() -> argparse.ArgumentParser:
 
 def _report(args: argparse.Namespace) -> int:
     if args.json:
-        check_writable(args.json)
+        check_writable(args.json, inputs=inputs_of(args.nir, data=args.data))
     net, meta = _load(args.nir, args.graph_dt, args.graph_time_unit)
     spikes = x = None
     if args.data:

@@ -30,9 +30,12 @@ def verify_netx(checkpoint: str, netx_path: str, data_source: str, n: int | None
     from crsnn.deploy.netx_run import run_netx
     from crsnn.export.netx_writer import NetxExportError, netx_metadata, read_netx, same_arithmetic
 
+    from crsnn.deploy.cli import inputs_of
+
     png, js = f"{out_prefix}.png", f"{out_prefix}.json"
-    check_writable(js, make_parents=True)
-    check_writable(png)
+    inputs = inputs_of(checkpoint, netx_path, data=data_source)
+    check_writable(js, make_parents=True, inputs=inputs)
+    check_writable(png, inputs=inputs)
     model = trained_model(checkpoint)
     net = model.to_integer()
     try:

@@ -111,7 +111,7 @@ def _export(args: argparse.Namespace) -> int:
     if args.portable and args.check:
         raise ExportError("--check verifies crsnn-nir/1 files spike for spike; a --portable graph is re-read "
                           "approximately (crsnn-import)")
-    check_writable(args.out)
+    check_writable(args.out, inputs=[args.checkpoint])
     model, info, net = integer_network_of(args.checkpoint)
     dt, meta = time_step_and_metadata(args, info)
     try:

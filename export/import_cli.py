@@ -190,9 +190,12 @@ def import_graph(source: str | Path | nir.NIRGraph, dt: float | None, time_unit:
 
 
 def _import(args: argparse.Namespace) -> int:
-    check_writable(args.out)
+    from crsnn.train.datasets import data_files
+
+    inputs = [args.graph, *(data_files(args.data) if args.data else [])]  # no output replaces an input
+    check_writable(args.out, inputs=inputs)
     if args.json:
-        check_writable(args.json)
+        check_writable(args.json, inputs=inputs)
     notes: list[str] = []
     g, net, ng = import_graph(args.graph, args.dt, args.time_unit, notes)
     pops, _ = populations(ng)

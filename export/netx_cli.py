@@ -17,7 +17,7 @@ def export_netx(args: argparse.Namespace) -> int:
     from crsnn.deploy.report import format_report, network_report
     from crsnn.export.cli import ExportError, integer_network_of, run_check, time_step_and_metadata
 
-    check_writable(args.out)
+    check_writable(args.out, inputs=[args.checkpoint])
     model, info, net = integer_network_of(args.checkpoint)
     dt, meta = time_step_and_metadata(args, info)
     problems = netx_problems(net)

@@ -27,6 +27,7 @@ import nir
 import numpy as np
 
 from crsnn import loihi2 as L2
+from crsnn.input_files import not_regular_message, special_kind
 from crsnn.export.nir_checks import check_capacity, check_file, check_numbers
 from crsnn.export.nir_synaptic_delays import BranchError, collapse_branches
 from crsnn.export.nir_synaptic_delays import delays_of as synaptic_delays_of
@@ -64,6 +65,9 @@ def read_graph(source: str | os.PathLike | nir.NIRGraph) -> nir.NIRGraph:
         check_numbers(source)
         return source
     path = Path(source)
+    kind = special_kind(path)
+    if kind is not None:  # a FIFO would block nir.read until killed, a device feed it garbage
+        raise NIRImportError(not_regular_message(path, kind, "NIR file"))
     if path.is_dir():
         raise NIRImportError(f"{path}: is a folder, not a NIR file")
     if not path.is_file():

@@ -32,6 +32,7 @@ import torch
 
 from crsnn import __version__
 from crsnn.atomic_write import write_bytes_atomic
+from crsnn.input_files import NotRegularFileError, check_regular_input, open_input
 from crsnn.models.integer import Connection, GateSet, IntegerNetwork, Layer, LIFParams, Recurrence
 from crsnn.models.network import ModelConfig, SpikingNet, build_model
 
@@ -249,17 +250,26 @@ def _pickle_globals(data: bytes) -> list[str]:
     return list(dict.fromkeys(found))
 
 
+_SCAN_BYTES = 1 << 24  # the unsafe-pickle scan reads at most this much of a pickle
+
+
 def _refused_globals(path: Path) -> list[str]:
     """The globals of a file's pickle (a raw pickle, or ``data.pkl`` inside a torch.save zip)
-    that a weights-only load refuses."""
+    that a weights-only load refuses. Reads at most :data:`_SCAN_BYTES` of the pickle, and only
+    from a regular file (an endless file or a FIFO is never read on)."""
     try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as z:
-                name = next((n for n in z.namelist() if n.endswith("data.pkl")), None)
-                data = z.read(name) if name else b""
-        else:
-            data = path.read_bytes()[:1 << 24]
-    except (OSError, zipfile.BadZipFile, KeyError, ValueError):
+        with open_input(path, "checkpoint file") as f:
+            if zipfile.is_zipfile(f):
+                with zipfile.ZipFile(f) as z:
+                    name = next((n for n in z.namelist() if n.endswith("data.pkl")), None)
+                    if name is None:
+                        return []
+                    with z.open(name) as member:
+                        data = member.read(_SCAN_BYTES)
+            else:
+                f.seek(0)
+                data = f.read(_SCAN_BYTES)
+    except (OSError, zipfile.BadZipFile, KeyError, ValueError, EOFError, RuntimeError):
         return []
     allowed = ("torch._utils.", "collections.OrderedDict", "torch.FloatStorage", "torch.LongStorage",
                "torch.ByteStorage", "torch.IntStorage", "torch.DoubleStorage", "torch.BoolStorage",
@@ -279,6 +289,10 @@ def _is_dangerous(name: str) -> bool:
 def read_checkpoint(path: str | os.PathLike) -> dict:
     """The raw checkpoint dict (``weights_only=True``), checked to be a crsnn checkpoint."""
     path = Path(path)
+    try:
+        check_regular_input(path, "checkpoint file")  # a FIFO would block torch.load, /dev/zero fill the memory
+    except NotRegularFileError as e:
+        raise CheckpointError(str(e)) from None
     if not path.exists():
         raise CheckpointError(f"{path}: no such file")
     if path.is_dir():

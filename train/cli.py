@@ -17,16 +17,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 import uuid
+from contextlib import ExitStack
 from pathlib import Path
+from typing import Callable, Iterable
 
 import torch
 
 from crsnn import loihi2 as L2
 from crsnn.atomic_write import check_writable, json_bytes, write_together
-from crsnn.cli_errors import Interrupted, run_command
+from crsnn.cli_errors import Interrupted, one_line, run_command
+from crsnn.output_lock import output_lock
 from crsnn.cli_types import (CommandParser, explicit_options, float_range, fraction_below_one, int_range,
                              non_negative_float, non_negative_int, odd_int, positive_float, positive_int, probability)
 from crsnn.cli_types import seed as seed_type
@@ -34,7 +38,7 @@ from crsnn.models.network import LOSSES, MODELS, ModelConfig, build_model, forma
 
 from .checkpoint import CheckpointError, checkpoint_bytes, load_checkpoint, read_checkpoint, with_metadata
 from .data.augment import Augment
-from .datasets import DataError, load_data, load_test_data, message_bits_for
+from .datasets import DataError, data_files, load_data, load_test_data, message_bits_for
 from .recipes import RECIPES, apply_recipe, describe, recipe_names, requested_recipe
 from .loop import Dist, TrainConfig, evaluate_checkpoint, last_path_for, log_path_for, train
 
@@ -257,13 +261,21 @@ def _unfinished(last: Path) -> bool:
     return int(state.get("epoch", 0)) < int(state.get("epochs", 0))
 
 
-def check_outputs(out: str, run_id: str | None, force: bool) -> None:
-    """Before any work: the checkpoint, its per-epoch twin and its log can be written, and none of
-    them belongs to another run (unless ``force``). ``run_id``: the run being resumed, or None."""
+def check_outputs(out: str, run_id: str | None, force: bool, inputs: Iterable[str | Path] = (),
+                  hold: ExitStack | None = None, command: str = "crsnn-train") -> None:
+    """Before any work: the checkpoint, its per-epoch twin and its log can be written (none is a
+    FIFO or device, none is one of ``inputs``, the training data), no other training is writing
+    them, and none of them belongs to another run (unless ``force``). ``run_id``: the run being
+    resumed, or None. ``hold``: where the outputs' lock (:mod:`crsnn.output_lock`) is kept until
+    the run ends (None: not taken, as on DDP ranks other than 0, which write nothing);
+    ``command``: how a second training's refusal names this one."""
     out = Path(out)
     paths = (out, last_path_for(out), log_path_for(out))
+    inputs = list(inputs)
     for p in paths:
-        check_writable(p, make_parents=True)
+        check_writable(p, make_parents=True, inputs=inputs)
+    if hold is not None:
+        hold.enter_context(output_lock(paths, command))
     if force:
         return
     for p in paths:
@@ -318,6 +330,9 @@ def _checkpoint_binning(info: dict, args, given: set[str]) -> dict:
 
 
 def run(args) -> int:
+    """The command's body (after parsing): checks, then the training or evaluation. A training
+    holds its outputs' lock until it ends."""
+    command = shlex.join(["crsnn-train", *(getattr(args, "argv", None) or [])])
     if args.threads and args.threads > 0:
         torch.set_num_threads(args.threads)
     if args.summary:
@@ -334,14 +349,43 @@ def run(args) -> int:
         if args.qat_start is not None and args.qat_start >= args.epochs:
             raise UsageError(f"--qat-start {args.qat_start} is not below --epochs {args.epochs} (epochs are 0-based; "
                              "use -1 for float training only)")
-        run_id = resume_ckpt["train_state"]["run_id"] if resume_ckpt is not None else None
-        check_outputs(args.out, run_id, args.force)
     dist = Dist.from_env()
     device = _device(args.device, dist)
     if dist.enabled and not torch.distributed.is_initialized():
         torch.distributed.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    with ExitStack() as hold:
+        if not args.evaluate:
+            run_id = resume_ckpt["train_state"]["run_id"] if resume_ckpt is not None else None
+            on_main_rank(dist, lambda: check_outputs(args.out, run_id, args.force, data_files(args.data), hold,
+                                                     command))
+        return _run_checked(args, resume_ckpt, dist, device)
+
+
+def on_main_rank(dist: Dist, check: Callable[[], None]) -> None:
+    """Run ``check`` (which raises a one-line error) on rank 0 only -- the one rank that writes and
+    holds the outputs' lock -- and share its verdict: under DDP every rank then raises the same
+    error, so no rank waits for one that has stopped (and no rank refuses its own rank 0's lock)."""
+    if not dist.enabled:
+        check()
+        return
+    verdict: list[str | None] = [None]
+    failure: BaseException | None = None
+    if dist.main:
+        try:
+            check()
+        except Exception as e:  # noqa: BLE001 - shared with the other ranks, then raised here as it is
+            failure, verdict[0] = e, one_line(e)
+    torch.distributed.broadcast_object_list(verdict, src=0)
+    if failure is not None:
+        raise failure
+    if verdict[0] is not None:
+        raise UsageError(verdict[0])
+
+
+def _run_checked(args, resume_ckpt: dict | None, dist: Dist, device: torch.device) -> int:
+    """:func:`run` after the checks of the options and the outputs."""
     say = print if dist.main else (lambda *a, **k: None)
     if args.evaluate:
         model, info = load_checkpoint(args.evaluate)

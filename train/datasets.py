@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Protocol
 
 import numpy as np
@@ -224,6 +225,28 @@ def load_test_data(source: str, dt: float = 0.01, max_time: float = 1.0, channel
                       int(sub.n_steps), float(dt), list(sub.class_names),
                       {"kind": "spike-files", "path": str(sub.data.header.path), "dt": dt, "max_time": max_time,
                        "channel_group": channel_group})
+
+
+def data_files(source: str) -> list[Path]:
+    """The files a data ``source`` may read (nothing is opened): the split files of a folder, the
+    file itself, none for ``synthetic``. Commands pass them to
+    :func:`crsnn.atomic_write.check_writable` so that no output replaces its own data; a source
+    that is not usable yields what it names and is reported when it is loaded."""
+    if source == "synthetic" or source.startswith("synthetic:"):
+        return []
+    path = Path(source)
+    if not path.is_dir():
+        return [path]
+    from .data.layout import SpikeFileError
+    from .data.shd import find_split_files
+
+    found: list[Path] = []
+    for dataset in ("shd", "ssc", ""):  # every data set of the folder, even when it holds several
+        try:
+            found += find_split_files(path, dataset).values()
+        except SpikeFileError:
+            pass
+    return found
 
 
 def message_bits_for(max_count: int) -> int:

@@ -25,6 +25,8 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from crsnn.input_files import not_regular_message, special_kind
+
 #: Number of cochlea channels in SHD and SSC.
 SHD_CHANNELS = 700
 
@@ -81,8 +83,19 @@ def _attr_value(value: Any) -> Any:
     return value
 
 
+def check_spike_input(path: str | os.PathLike) -> Path:
+    """Refuse a data path that exists but is neither a regular file nor a folder (a FIFO would
+    block the HDF5 library until killed, a device feed it an endless stream). Returns ``path``;
+    raises :class:`SpikeFileError`."""
+    kind = special_kind(path)
+    if kind is not None:
+        raise SpikeFileError(not_regular_message(path, kind, "data file in SHD layout (.h5) or a folder of them"))
+    return Path(path)
+
+
 def _open(path: Path):
     h5py = _h5py()
+    check_spike_input(path)
     if not path.exists():
         gz = path.with_name(path.name + ".gz")
         extra = f" (found {gz.name}: decompress it first, e.g. `gunzip -k {gz}`)" if gz.exists() else ""

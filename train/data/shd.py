@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .binning import bin_many, last_step, n_groups_for, n_steps_for
-from .layout import SHD_CHANNELS, SpikeFileError, SpikeFileHeader, iter_spikes, read_header
+from .layout import SHD_CHANNELS, SpikeFileError, SpikeFileHeader, check_spike_input, iter_spikes, read_header
 
 SPLITS = ("train", "valid", "test")
 _PREFIXES = ("shd", "ssc", "")
@@ -50,7 +50,7 @@ def find_split_files(path: str | os.PathLike, dataset: str | None = None) -> dic
     Raises:
         SpikeFileError: nothing matching is found, or the directory holds several data sets.
     """
-    path = Path(path)
+    path = check_spike_input(path)
     if path.is_file() or path.suffix == ".h5":
         if not path.exists():
             gz = path.with_name(path.name + ".gz")
@@ -64,7 +64,7 @@ def find_split_files(path: str | os.PathLike, dataset: str | None = None) -> dic
     for prefix in prefixes:
         for split in SPLITS:
             name = f"{prefix}_{split}.h5" if prefix else f"{split}.h5"
-            if (path / name).is_file():
+            if check_spike_input(path / name).is_file():  # a FIFO named like a split file is refused, not skipped
                 found.setdefault(prefix, {})[split] = path / name
     if not found:
         gz = sorted(p.name for p in path.glob("*.h5.gz"))
@@ -359,7 +359,7 @@ def test_file_of(path: str | os.PathLike) -> Path:
     """The one file that holds the test set of ``path``: a single file is the test set (whatever
     its name); a folder must hold a test file (``test.h5``, ``shd_test.h5``, ``ssc_test.h5``).
     Nothing is opened. Raises :class:`SpikeFileError`."""
-    path = Path(path)
+    path = check_spike_input(path)
     if path.is_dir():
         files = find_split_files(path)
         if "test" not in files:
