@@ -15,8 +15,9 @@ last quarter of the epochs):
 - ``crsnn-dcls``: both: learned synaptic delays on the feedforward connections and the CRSNN's conv
   recurrence with learned axonal delays.
 
-The recordings are encoded once per fold with ``crsnn-data encode ... --test-speakers S`` into
-``runs/bench/fsdd/folds/<encode options>/<S>/`` (reused afterwards). Figures: float and integer
+The recordings are encoded once (``crsnn-data encode``, into ``runs/bench/fsdd/folds/<encode
+options>/all.h5``) and each fold is split from that file (``crsnn-data split --test-speakers S``,
+into ``.../<S>/``; both reused afterwards). Figures: float and integer
 (deployed arithmetic) test accuracy per fold, mean +- std over folds (of each fold's mean over
 seeds) and the std over seeds of the leave-one-speaker-out mean; JSON in ``bench/results/fsdd.json``;
 plots of the accuracy per fold and of the learned delays in ``docs/``. ``--keep-rows`` keeps the
@@ -74,14 +75,22 @@ def speakers_in(recordings: Path) -> list[str]:
     return sorted(names)
 
 
-def encode_fold(recordings: Path, speaker: str, folder: Path) -> Path:
-    """``train.h5`` / ``test.h5`` of the fold that holds ``speaker`` out (encoded on first use)."""
-    if (folder / "train.h5").exists() and (folder / "test.h5").exists():
-        return folder
-    cmd = [sys.executable, "-m", "crsnn.train.data.cli", "encode", str(recordings), "--out", str(folder),
-           "--label-pattern", LABEL_PATTERN, "--speaker-pattern", SPEAKER_PATTERN, "--test-speakers", speaker,
-           *ENCODE_OPTIONS, "--quiet"]
-    subprocess.run(cmd, check=True)
+def encode_all(recordings: Path, folder: Path) -> Path:
+    """Every recording encoded once (``all.h5``, with the speakers), on first use."""
+    path = folder / "all.h5"
+    if not path.exists():
+        subprocess.run([sys.executable, "-m", "crsnn.train.data.cli", "encode", str(recordings), "--out", str(path),
+                        "--label-pattern", LABEL_PATTERN, "--speaker-pattern", SPEAKER_PATTERN, *ENCODE_OPTIONS,
+                        "--quiet"], check=True)
+    return path
+
+
+def split_fold(encoded: Path, speaker: str, folder: Path) -> Path:
+    """``train.h5`` / ``test.h5`` of the fold that holds ``speaker`` out, split from the one
+    encoding (``crsnn-data split``: the same bytes as encoding the fold on its own)."""
+    if not ((folder / "train.h5").exists() and (folder / "test.h5").exists()):
+        subprocess.run([sys.executable, "-m", "crsnn.train.data.cli", "split", str(encoded), "--test-speakers",
+                        speaker, "--out", str(folder)], check=True, stdout=subprocess.DEVNULL)
     return folder
 
 
@@ -179,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
 
     speakers = args.speakers or speakers_in(args.recordings)
     data_root = WORK / "fsdd" / "folds" / "_".join(o.lstrip("-") for o in ENCODE_OPTIONS)
-    folds = {s: encode_fold(args.recordings, s, data_root / s) for s in tqdm(speakers, desc="encoding", unit="fold")}
+    encoded = encode_all(args.recordings, data_root)
+    folds = {s: split_fold(encoded, s, data_root / s) for s in speakers}
     common = ["--recipe", args.recipe, "--threads", "1", "--no-progress", *args.extra]
     if args.epochs:
         common += ["--epochs", str(args.epochs)]

@@ -6,6 +6,7 @@ Subcommands::
     crsnn-data encode WAV_DIR --out FILE.h5                  your WAV files -> spikes
     crsnn-data encode WAV_DIR --label-pattern '^(\\d+)_' --speaker-pattern '^\\d+_([a-z]+)_' \\
         --test-speakers theo --out DIR                       named files, speaker-disjoint split
+    crsnn-data split ALL.h5 --test-speakers theo --out DIR   the same split from one encoding
     crsnn-data show FILE.h5 [--index I] [--png PATH]         statistics (+ spike raster PNG)
     crsnn-data baseline DIR | TRAIN.h5 TEST.h5               logistic-regression baseline
 """
@@ -24,6 +25,22 @@ from crsnn.cli_types import (CommandParser, float_range, non_negative_int, posit
                              seed)
 
 from .layout import SpikeFileError
+
+
+def db_offsets(text: str) -> list[float]:
+    """``--fibres``: comma-separated offsets in dB, each in [0, 60] (a threshold below ``reference``
+    would reach channels that :func:`~crsnn.train.data.cochlea.first_in_band` counts as silent)."""
+    parse = float_range(0, 60)
+    try:
+        values = [parse(v) for v in text.split(",")]
+    except argparse.ArgumentTypeError as e:
+        raise argparse.ArgumentTypeError(f"expected comma-separated offsets in dB: {e}") from None
+    if not 1 <= len(values) <= 8:
+        raise argparse.ArgumentTypeError(f"expected 1 to 8 offsets, got {len(values)}")
+    return values
+
+
+db_offsets.__name__ = "dB offsets"
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -52,7 +69,7 @@ def _encode(args: argparse.Namespace) -> int:
     level = None if args.keep_level else args.level_db
     test = None if args.test_speakers is None else args.test_speakers.split(",")
     trim = None if args.no_trim else args.trim_db
-    params = CochleaParams(equalize_power=args.equalize)
+    params = CochleaParams(equalize_power=args.equalize, fibre_offsets_db=tuple(args.fibres))
     s = encode_folder(args.wav_dir, args.out, seed=args.seed, params=params, level_db=level,
                       max_duration=args.max_duration, trim_db=trim, workers=args.workers, progress=not args.quiet,
                       label_pattern=args.label_pattern, speaker_pattern=args.speaker_pattern,
@@ -66,11 +83,22 @@ def _encode(args: argparse.Namespace) -> int:
     return 0
 
 
+def _split(args: argparse.Namespace) -> int:
+    from .encode import split_encoded
+
+    for split in ("train", "test"):
+        check_writable(args.out / f"{split}.h5", make_parents=True, inputs=[args.file])
+    s = split_encoded(args.file, args.test_speakers.split(","), args.out)
+    for f in s["files"].values():
+        print(f"  {f['path']}: {f['samples']} samples, speakers {', '.join(f['speakers'])}, {f['bytes'] / 1e6:.2f} MB")
+    return 0
+
+
 def _show(args: argparse.Namespace) -> int:
     from .summary import file_stats, format_stats, raster
 
     if args.png is not None:
-        check_writable(args.png, make_parents=True)
+        check_writable(args.png, make_parents=True, inputs=[args.file])
     print(format_stats(file_stats(args.file)))
     if args.png is not None:
         print(f"raster of sample {args.index}: {raster(args.file, args.index, args.png)}")
@@ -134,6 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cut leading/trailing silence: keep from the first to the last 10-ms frame within DB "
                         "of the loudest one, plus 20 ms each side")
     e.add_argument("--no-trim", action="store_true", help="keep every sample (no silence cut)")
+    e.add_argument("--fibres", type=db_offsets, default=[0.0], metavar="DB[,DB...]",
+                   help="fibre classes: each channel's rate threshold is raised by these offsets (dB) in turn "
+                        "along the channels, e.g. 0,20,40 (three classes of staggered thresholds at each place, as "
+                        "the auditory nerve's high-, medium- and low-spontaneous-rate fibres); 0: one class")
     e.add_argument("--equalize", type=float_range(0, 1), default=0.0, metavar="POWER",
                    help="per-recording channel equalisation: scale each cochlea channel's rates by "
                         "(mean over active channels / its own mean) ** POWER, gain at most 5 ** POWER "
@@ -142,6 +174,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--workers", type=positive_int, default=None, help="processes (default: CPU count, at most 8)")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.set_defaults(fn=_encode)
+
+    t = sub.add_parser("split", help="a speaker-disjoint train/test split of one encoded file (no re-encoding)",
+                       description="Write OUT/train.h5 and OUT/test.h5 from FILE, written by crsnn-data encode "
+                                   "--speaker-pattern without --test-speakers: the same bytes as encoding again "
+                                   "with --test-speakers, without the encoding (encode once, split per fold).")
+    t.add_argument("file", type=Path, help="SHD-layout .h5 file of crsnn-data encode --speaker-pattern")
+    t.add_argument("--test-speakers", metavar="A,B", required=True, help="speakers of test.h5 (the others: train.h5)")
+    t.add_argument("--out", required=True, type=Path, help="output folder (train.h5, test.h5)")
+    t.set_defaults(fn=_split)
 
     w = sub.add_parser("show", help="counts per class, length statistics, raster PNG of a sample",
                        description="Counts per class and length statistics of a spike file; with --png, a "

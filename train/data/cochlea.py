@@ -12,8 +12,10 @@ Stages (per channel ``c``):
    batched FFT convolution in float32, all channels of a tier at once (:func:`envelopes`).
 2. Half-wave rectification, block averaging down to the envelope rate ``env_fs_hz`` and a
    2nd-order low-pass at ``lowpass_hz`` (hair-cell loss of phase locking).
-3. Threshold and compression ``d = max((e / reference) ** power - 1, 0)`` (``reference`` is
-   the threshold envelope: the active RMS of the input is 1), divisive adaptation
+3. Threshold and compression ``d = max((e / thr_c) ** power - 1, 0)`` (``thr_c`` is channel
+   ``c``'s threshold envelope, the active RMS of the input being 1: ``reference``, raised by
+   ``fibre_offsets_db[c mod K]`` dB when several fibre classes of staggered thresholds share the
+   places, :func:`channel_thresholds`; one class by default), divisive adaptation
    ``d / (1 + k * m)`` where ``m`` is ``d`` low-passed with time constant ``adapt_tau_s``.
 4. Firing rate ``rate_cap * tanh(gain * d / rate_cap)`` in Hz (soft cap).
 4b. Optional, off by default (``equalize_power = 0``): per-recording channel equalisation
@@ -60,6 +62,15 @@ class CochleaParams:
     lowpass_hz: float = 1000.0
     compress_power: float = 0.4
     reference: float = 0.02
+    # fibre classes: channel c's threshold is reference * 10 ** (fibre_offsets_db[c % K] / 20)
+    fibre_offsets_db: tuple = (0.0,)
+
+    def __post_init__(self) -> None:
+        offsets = tuple(float(v) for v in self.fibre_offsets_db)
+        if not offsets or not all(0.0 <= v <= 60.0 for v in offsets):
+            # below 0 dB a channel could fire where first_in_band says the recording is silent
+            raise ValueError(f"fibre_offsets_db must hold 1 or more offsets in [0, 60] dB, got {self.fibre_offsets_db}")
+        object.__setattr__(self, "fibre_offsets_db", offsets)
     adapt_tau_s: float = 0.05
     adapt_strength: float = 0.5
     gain_hz: float = 200.0
@@ -561,7 +572,7 @@ def sparse_rates(env: np.ndarray, params: CochleaParams = CochleaParams()) -> Sp
     chs, ts, rates = [np.zeros(0, np.int32)], [np.zeros(0, np.int32)], [np.zeros(0, np.float32)]
     for r in range(0, rows, _RATE_ROWS):
         part = padded[r: r + _RATE_ROWS]
-        flat, rate, blocks = _rates_of_rows(part.reshape(-1, _IIR_BLOCK), part.shape[0], params)
+        flat, rate, blocks = _rates_of_rows(part.reshape(-1, _IIR_BLOCK), part.shape[0], params, r)
         keep = rate > 0  # d > 0 can round to 0 Hz
         pos = blocks[flat[keep] // _IIR_BLOCK] * _IIR_BLOCK + flat[keep] % _IIR_BLOCK
         chs.append((pos // n_pad + r).astype(np.int32))
@@ -613,7 +624,16 @@ def equalize_rates(rate: np.ndarray, first: np.ndarray, params: CochleaParams = 
     return (rate * np.repeat(gain, counts)).astype(np.float32)
 
 
-def _rates_of_rows(env: np.ndarray, rows: int, params: CochleaParams) -> tuple[np.ndarray, ...]:
+def channel_thresholds(params: CochleaParams = CochleaParams()) -> np.ndarray:
+    """Each channel's rate threshold (envelope units, the active RMS is 1), float64
+    ``(n_channels,)``: ``reference`` raised by its fibre class's offset, the classes taken in turn
+    along the channels (channel ``c`` is of class ``c mod K``)."""
+    offsets = np.asarray(params.fibre_offsets_db, dtype=np.float64)
+    c = np.arange(params.n_channels)
+    return params.reference * 10 ** (offsets[c % offsets.size] / 20)
+
+
+def _rates_of_rows(env: np.ndarray, rows: int, params: CochleaParams, first: int = 0) -> tuple[np.ndarray, ...]:
     """The rates of :func:`sparse_rates` above the threshold of the envelopes ``env`` float32
     ``(rows * n_blocks, block)``: ``rows`` rows cut into blocks of :data:`_IIR_BLOCK` samples
     (at most ``reference`` past the signal's end). Returns ``(flat, rate, blocks)``: the blocks
@@ -621,12 +641,17 @@ def _rates_of_rows(env: np.ndarray, rows: int, params: CochleaParams) -> tuple[n
     (int64, increasing: by row, then by sample) and their float32 rates (>= 0: some round to
     0 Hz). The rest is done in these blocks only (a third of the rows' blocks for speech)."""
     n_blocks = env.shape[0] // rows
-    above = env > np.float32(params.reference)
+    thr = channel_thresholds(params)[first: first + rows]
+    uniform = bool(np.all(thr == thr[0]))
+    above = env > (np.float32(thr[0]) if uniform else np.repeat(thr.astype(np.float32), n_blocks)[:, None])
     idx = np.flatnonzero(_any_per_block(above))
     env, above = env[idx], above[idx]
     flat = np.flatnonzero(above)
     d = np.take(env.reshape(-1), flat)
-    d *= np.float32(1.0 / params.reference)
+    if uniform:
+        d *= np.float32(1.0 / thr[0])
+    else:
+        d *= np.take((1.0 / thr).astype(np.float32), idx[flat // _IIR_BLOCK] // n_blocks)
     if params.compress_power == 0.5:
         np.sqrt(d, out=d)
     else:
@@ -885,7 +910,7 @@ def _encode_spikes(
         rows, n_pad = u.shape
         env = _lfilter_padded(b, a, u, _IIR_BLOCK)
         env[:, n_env:] = 0.0  # the low-pass's response past the end
-        flat, rate, idx = _rates_of_rows(env.reshape(-1, _IIR_BLOCK), rows, params)
+        flat, rate, idx = _rates_of_rows(env.reshape(-1, _IIR_BLOCK), rows, params, c)
         if rate.size:
             # each row's first entry: its first block's first entry
             n_blocks = n_pad // _IIR_BLOCK

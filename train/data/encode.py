@@ -130,8 +130,14 @@ def name_from(rx: re.Pattern, path: Path, option: str) -> str:
 
 
 def _wav_files(folder: Path) -> list[Path]:
-    return sorted((p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() == ".wav"),
-                  key=lambda p: p.relative_to(folder).as_posix())
+    """The ``*.wav`` files below ``folder``, sorted by relative path. A ``.wav`` entry that is a
+    FIFO, device or socket is refused (reading a FIFO would block the encoding)."""
+    from crsnn.input_files import check_regular_input
+
+    wavs = [p for p in folder.rglob("*") if p.suffix.lower() == ".wav" and not p.is_dir()]
+    for p in wavs:
+        check_regular_input(p, "WAV file")
+    return sorted(wavs, key=lambda p: p.relative_to(folder).as_posix())
 
 
 def find_wavs(
@@ -317,4 +323,49 @@ def encode_folder(
     summary["seconds"] = time.perf_counter() - t0
     summary["mean_spikes"] = float(np.mean([r[0].size for r in res]))
     summary["mean_duration_s"] = float(np.mean([r[2] for r in res]))
+    return summary
+
+
+def split_encoded(
+    encoded: str | os.PathLike, test_speakers: Sequence[str], out: str | os.PathLike
+) -> dict:
+    """Write ``out/train.h5`` and ``out/test.h5`` from ONE file that :func:`encode_folder` wrote
+    with a speaker pattern and no split: the same bytes as encoding the recordings again with
+    ``test_speakers`` (the spikes of a file depend on its position in the sorted list of all
+    files, not on the split). Encode once, then derive every leave-one-speaker-out fold.
+
+    Returns the summary of :func:`encode_folder` (``files``, ``classes``, ``speakers``, ``samples``).
+
+    Raises:
+        SpikeFileError: not a readable SHD-layout file.
+        ValueError: the file has no speakers, is a split already, or a speaker is unknown.
+    """
+    import json
+
+    from .layout import iter_spikes, read_header
+
+    head = read_header(encoded)
+    prov = head.attrs.get("crsnn_encode")
+    prov = json.loads(prov) if isinstance(prov, str) else None
+    if head.speakers is None or "speaker_names" not in head.attrs or prov is None:
+        raise ValueError(f"{encoded}: not a file of crsnn-data encode with --speaker-pattern (no speakers to "
+                         "split by); encode it with --speaker-pattern")
+    if prov.get("test_speakers") is not None or "split" in head.attrs:
+        raise ValueError(f"{encoded}: is already the {head.attrs.get('split', '?')} part of a split; give the "
+                         "file encoded without --test-speakers")
+    names = json.loads(head.attrs["speaker_names"])
+    root = Path("/")
+    wavs = WavSet(root, [root / f for f in prov["files"]], head.labels, head.class_names, head.speakers, names)
+    train, test = speaker_split(wavs, test_speakers)
+    res = []
+    for _, times, units in iter_spikes(encoded):
+        res.extend(zip(times, units))
+    provenance = {**prov, "test_speakers": [s.strip() for s in test_speakers if s.strip()]}
+    out = Path(out)
+    summary = {"files": {}, "classes": wavs.classes, "speakers": names, "samples": len(res)}
+    for split, idx in (("train", train), ("test", test)):
+        attrs = {"synthetic": bool(head.attrs.get("synthetic", False)), "crsnn_encode": provenance, "split": split}
+        path = _write(out / f"{split}.h5", wavs, idx, res, attrs)
+        summary["files"][split] = {"path": str(path), "samples": int(idx.size), "bytes": path.stat().st_size,
+                                   "speakers": [names[s] for s in np.unique(wavs.speakers[idx])]}
     return summary

@@ -1,0 +1,77 @@
+"""Fibre classes of staggered thresholds in the cochlea's rate stage (``crsnn-data encode
+--fibres``): each channel's threshold, the rates against the dense reference channel by channel,
+encode() against the public stages, and the option's provenance and range."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from crsnn.train.data.cli import main
+from crsnn.train.data.cochlea import (CochleaParams, channel_thresholds, encode, envelopes, firing_rates,
+                                      renewal_spikes, sparse_rates)
+from crsnn.train.data.layout import iter_spikes, read_header
+from test_data_encode import LABEL, _band_limited, _chirp, _fsdd_like, reference_rates
+
+FIBRES = CochleaParams(fibre_offsets_db=(0.0, 10.0, 20.0))
+
+
+def test_thresholds_take_the_classes_in_turn() -> None:
+    np.testing.assert_array_equal(channel_thresholds(CochleaParams()), np.full(700, 0.02))
+    thr = channel_thresholds(FIBRES)
+    np.testing.assert_allclose(thr[:6], [0.02, 0.02 * 10 ** 0.5, 0.2] * 2, rtol=1e-12)
+    assert thr.shape == (700,) and np.all(thr[3:] == thr[:-3])
+
+
+@pytest.mark.parametrize("offsets", [(), (-10.0,), (0.0, 61.0), (float("nan"),)])
+def test_offsets_below_the_reference_or_absurd_are_refused(offsets: tuple) -> None:
+    with pytest.raises(ValueError, match="fibre_offsets_db"):
+        CochleaParams(fibre_offsets_db=offsets)
+
+
+def test_rates_match_the_dense_reference_class_by_class() -> None:
+    """Channel c's rates are the one-class front end's with ``reference`` = its threshold."""
+    env = envelopes(_chirp(), FIBRES)
+    got = firing_rates(env, FIBRES)
+    ref = np.zeros_like(got, dtype=np.float64)
+    for k, offset in enumerate(FIBRES.fibre_offsets_db):
+        one = dataclasses.replace(CochleaParams(), reference=0.02 * 10 ** (offset / 20))
+        ref[k::3] = reference_rates(env[k::3].astype(np.float64), one)
+    assert np.abs(got - ref).max() < 1e-3 * FIBRES.rate_cap_hz
+    # the higher the threshold, the fewer entries
+    active = [(got[k::3] > 0).mean() for k in range(3)]
+    assert active[0] > active[1] > active[2] > 0
+
+
+def test_encode_equals_the_public_stages_with_fibres() -> None:
+    x = _band_limited("chirp")
+    t, u = encode(x, 8000.0, seed=np.random.default_rng(5), params=FIBRES, level_db=None)
+    t_ref, u_ref = renewal_spikes(sparse_rates(envelopes(x, FIBRES, 8000.0), FIBRES), FIBRES.env_fs_hz,
+                                  np.random.default_rng(5), FIBRES.isi_shape)
+    assert t.size > 300
+    np.testing.assert_array_equal(u, u_ref)
+    np.testing.assert_allclose(t, t_ref, rtol=0, atol=1e-9)
+
+
+def test_fibres_option_is_recorded_and_checked(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    wavs = _fsdd_like(tmp_path / "wavs", digits=(0, 1), speakers=("ann",), per=1)
+    spikes = {}
+    for name, extra in (("one", []), ("three", ["--fibres", "0,20,40"])):
+        out = tmp_path / f"{name}.h5"
+        assert main(["encode", str(wavs), "--out", str(out), "--label-pattern", LABEL, "--workers", "1", "--quiet",
+                     *extra]) == 0
+        stored = json.loads(read_header(out).attrs["crsnn_encode"])["cochlea"]
+        spikes[name] = sum(u.size for _, _, units in iter_spikes(out) for u in units)
+        assert stored["fibre_offsets_db"] == ([0.0] if name == "one" else [0.0, 20.0, 40.0])
+    assert 0 < spikes["three"] < spikes["one"]  # two classes in three need the envelope 20 or 40 dB higher
+    capsys.readouterr()
+    for bad in ("-5", "0,,20", "70"):
+        with pytest.raises(SystemExit) as e:
+            main(["encode", str(wavs), "--out", str(tmp_path / "x.h5"), "--fibres", bad])
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert "--fibres: expected comma-separated offsets in dB" in err and len(err.strip().splitlines()) == 1
