@@ -10,6 +10,12 @@ that time to remove Lava's shared memory), then SIGKILL; then the job's temporar
 temporary file of the job goes there) and any shared-memory segment the job created and nobody
 removed are deleted. If the parent itself dies without cleaning up (SIGKILL, a crash), the kernel
 sends the child SIGTERM (``PR_SET_PDEATHSIG``) and the child ends its group the same way.
+
+A job that cannot write for lack of room -- its shared memory or temporary files past the
+file-size limit (``ulimit -f``), a full disk -- ends in :class:`LavaWriteError` (a
+:class:`~crsnn.atomic_write.WriteError`: one line naming the limit, exit status 2), and Python's
+resource tracker is kept from printing a traceback about it (see
+:func:`_unregister_only_registered`).
 """
 
 from __future__ import annotations
@@ -25,6 +31,9 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
+from crsnn.atomic_write import WriteError
+from crsnn.space_errors import SPACE_ERRNOS, no_temporary_folder, space_error
+
 GRACE_S = 1.0  # SIGTERM -> SIGKILL
 _PR_SET_PDEATHSIG = 1
 
@@ -39,6 +48,16 @@ class LavaRunError(RuntimeError):
 
     def __init__(self, message: str, details: str = "") -> None:
         super().__init__(message)
+        self.details = details
+
+
+class LavaWriteError(WriteError, LavaRunError):
+    """The Lava job could not write (its shared memory, its temporary files) for lack of room: a
+    full disk or the file-size limit. A user error (the message says what to raise or free), and
+    still a :class:`LavaRunError` for callers that catch those; ``details``: the child's traceback."""
+
+    def __init__(self, code: int, message: str, details: str = "") -> None:
+        WriteError.__init__(self, code, message)
         self.details = details
 
 
@@ -86,11 +105,43 @@ def _log_shared_memory(folder: str) -> None:
 
     def make_and_log() -> str:
         name = make()
-        with open(log, "a") as f:
-            f.write(name + "\n")
+        try:
+            with open(log, "a") as f:
+                f.write(name + "\n")
+        except OSError as e:  # e.g. the file-size limit: say which file
+            raise OSError(e.errno, e.strerror, log) from None
+        _NOT_REGISTERED.add(name)
         return name
 
     shared_memory._make_filename = make_and_log
+    _unregister_only_registered()
+
+
+_NOT_REGISTERED: set[str] = set()  # in the child: segment names made here and not registered yet
+
+
+def _unregister_only_registered() -> None:
+    """In the child: never tell Python's resource tracker to forget a shared-memory segment it was
+    never told about. When sizing a new segment fails (``ftruncate``: EFBIG under a file-size limit,
+    ENOSPC), Python 3.11's ``SharedMemory`` unlinks it and unregisters its name before it was ever
+    registered; the tracker then prints a ``KeyError`` traceback on the command's stderr. Names made
+    by :func:`_log_shared_memory` are held back until they are registered."""
+    from multiprocessing import resource_tracker
+
+    register, unregister = resource_tracker.register, resource_tracker.unregister
+
+    def register_once_made(name: str, rtype: str) -> None:
+        _NOT_REGISTERED.discard(name)
+        register(name, rtype)
+
+    def unregister_if_registered(name: str, rtype: str) -> None:
+        if rtype == "shared_memory" and name in _NOT_REGISTERED:
+            _NOT_REGISTERED.discard(name)  # never registered: nothing to forget
+            return
+        unregister(name, rtype)
+
+    resource_tracker.register = register_once_made
+    resource_tracker.unregister = unregister_if_registered
 
 
 def _remove_job_files(folder: str) -> None:
@@ -179,9 +230,39 @@ def _child(conn, fn: Callable[..., Any], args: tuple, kwargs: dict, parent_pid: 
     except BaseException as exc:  # noqa: BLE001 - everything is reported to the parent
         text = str(exc).strip().splitlines()
         conn.send(("error", (f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": "),
-                             traceback.format_exc())))
+                             traceback.format_exc(), _no_room(exc))))
     finally:
         conn.close()
+
+
+_SHARED_MEMORY = "shared memory"
+
+
+def _no_room(exc: BaseException) -> tuple[int, str] | None:
+    """In the child: ``(errno, file)`` when ``exc`` is a write that failed for lack of room (full
+    disk, quota, file-size limit); ``file`` is :data:`_SHARED_MEMORY` when sizing a shared-memory
+    segment failed, "" when unknown. None for any other exception."""
+    if not isinstance(exc, OSError) or exc.errno not in SPACE_ERRNOS:
+        return None
+    if exc.filename:
+        return exc.errno, os.fsdecode(exc.filename)
+    frames = traceback.extract_tb(exc.__traceback__)
+    in_shm = bool(frames) and Path(frames[-1].filename).name == "shared_memory.py"
+    return exc.errno, _SHARED_MEMORY if in_shm else ""
+
+
+def _write_error(what: str, code: int, file: str, tmp: str, details: str) -> LavaWriteError:
+    """The parent's one-line error for a job that ran out of room writing ``file`` (see
+    :func:`_no_room`; ``tmp``: the job's temporary folder)."""
+    if file == _SHARED_MEMORY:
+        target, elsewhere = f"Lava's shared memory in /dev/shm ({what})", "free some shared memory (/dev/shm)"
+    elif not file or file == tmp or file.startswith(tmp + os.sep):
+        target = f"the temporary files of the {what} in {os.path.dirname(tmp)}"
+        elsewhere = "set TMPDIR to a folder with room"
+    else:
+        target, elsewhere = f"{file} ({what})", "write to another folder"
+    err = space_error(target, code, elsewhere)
+    return LavaWriteError(code, str(err), details)
 
 
 def group_members(pgid: int) -> list[int]:
@@ -233,10 +314,18 @@ def _job_folder() -> str:
     """A new private temporary folder for one job. Unix socket paths of multiprocessing inside it
     (``<folder>/pymp-XXXXXXXX/listener-XXXXXXXX``) must stay below 108 bytes: under a long TMPDIR,
     /tmp is used when it can be."""
-    base = tempfile.gettempdir()
+    try:
+        base = tempfile.gettempdir()
+    except FileNotFoundError as e:  # no candidate accepts tempfile's 4-byte probe (e.g. ulimit -f 0)
+        raise no_temporary_folder(e) from None
     if len(base) > 60 and os.path.isdir("/tmp") and os.access("/tmp", os.W_OK):
         base = "/tmp"
-    return tempfile.mkdtemp(prefix="crsnn-", dir=base)
+    try:
+        return tempfile.mkdtemp(prefix="crsnn-", dir=base)
+    except OSError as e:
+        if e.errno in SPACE_ERRNOS:
+            raise space_error(f"a temporary folder in {base}", e.errno, "set TMPDIR to a folder with room") from None
+        raise
 
 
 def run_with_timeout(fn: Callable[..., Any], *args: Any, timeout_s: float = 600.0, what: str = "Lava run",
@@ -244,9 +333,10 @@ def run_with_timeout(fn: Callable[..., Any], *args: Any, timeout_s: float = 600.
     """Call ``fn(*args, **kwargs)`` in a forked child; return its (picklable) result.
 
     Raises :class:`LavaTimeoutError` after ``timeout_s`` seconds and :class:`LavaRunError` if the
-    child raised or died. However the call ends -- including by an exception such as
-    ``KeyboardInterrupt`` raised in this process -- the child's whole process group has ended
-    when it returns.
+    child raised or died (:class:`LavaWriteError` when it ran out of room to write, and a
+    :class:`~crsnn.atomic_write.WriteError` when no temporary folder can be made). However the
+    call ends -- including by an exception such as ``KeyboardInterrupt`` raised in this process
+    -- the child's whole process group has ended when it returns.
     """
     ctx = mp.get_context("fork")
     tmp = _job_folder()
@@ -279,6 +369,8 @@ def run_with_timeout(fn: Callable[..., Any], *args: Any, timeout_s: float = 600.
             end_group(proc)
         _remove_job_files(tmp)
     if status == "error":
-        message, details = payload
+        message, details, no_room = payload
+        if no_room is not None:
+            raise _write_error(what, *no_room, tmp, details)
         raise LavaRunError(f"{what} failed: {message}", details)
     return payload

@@ -12,6 +12,10 @@ its pitch-flutter table), so an utterance depends on everything synthesized befo
 same process. :func:`synthesize_all` therefore runs each batch in a fresh Python process
 (``python -m crsnn.train.data.speech``) in a fixed order: the same list of utterances always
 gives the same audio.
+
+A batch whose audio cannot be written for lack of room (a full disk under TMPDIR, the file-size
+limit ``ulimit -f``) ends in one :class:`~crsnn.atomic_write.WriteError` naming the folder and what
+to do, not in the child's traceback.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+from crsnn.space_errors import SPACE_ERRNOS, no_temporary_folder, space_error
 
 #: espeak-ng English voices (accents) and the German voice.
 ENGLISH_VOICES = (
@@ -204,25 +210,46 @@ def synthesize_all(utterances: Sequence[Utterance]) -> tuple[list[np.ndarray], d
 
     Raises:
         EspeakUnavailable: espeak-ng is missing (the child's message is passed on).
+        crsnn.atomic_write.WriteError: no room for the audio in the temporary folder (full disk,
+            file-size limit).
+        RuntimeError: the child failed otherwise (its last line of output).
     """
-    with tempfile.TemporaryDirectory(prefix="crsnn-espeak-") as tmp:
-        src, dst = Path(tmp, "in.json"), Path(tmp, "out.npz")
-        src.write_text(json.dumps([asdict(u) for u in utterances]))
-        proc = subprocess.run(
-            [sys.executable, "-m", "crsnn.train.data.speech", str(src), str(dst)],
-            capture_output=True, text=True,
-        )
-        if proc.returncode != 0:
-            msg = proc.stderr.strip().splitlines()
-            last = msg[-1] if msg else f"exit status {proc.returncode}"
-            if "EspeakUnavailable" in last:
-                raise EspeakUnavailable(last.split(":", 1)[-1].strip())
-            raise RuntimeError(f"espeak-ng synthesis process failed: {proc.stderr.strip()[-2000:]}")
-        with np.load(dst) as z:
-            flat, offsets = z["audio"], z["offsets"]
-            info = json.loads(str(z["info"]))
+    try:
+        base = tempfile.gettempdir()
+    except FileNotFoundError as e:  # no folder accepts tempfile's 4-byte probe (e.g. ulimit -f 0)
+        raise no_temporary_folder(e) from None
+    try:
+        with tempfile.TemporaryDirectory(prefix="crsnn-espeak-") as tmp:
+            src, dst = Path(tmp, "in.json"), Path(tmp, "out.npz")
+            src.write_text(json.dumps([asdict(u) for u in utterances]))
+            proc = subprocess.run(
+                [sys.executable, "-m", "crsnn.train.data.speech", str(src), str(dst)],
+                capture_output=True, text=True,
+            )
+            if proc.returncode != 0:
+                msg = proc.stderr.strip().splitlines()
+                last = msg[-1] if msg else f"exit status {proc.returncode}"
+                if "EspeakUnavailable" in last:
+                    raise EspeakUnavailable(last.split(":", 1)[-1].strip())
+                no_room = [line for line in msg if line.startswith(_NO_ROOM)]
+                if no_room:
+                    code = int(no_room[-1][len(_NO_ROOM):].split()[0])
+                    raise OSError(code, os.strerror(code), str(dst))
+                raise RuntimeError(f"espeak-ng synthesis process failed: {last}")
+            with np.load(dst) as z:
+                flat, offsets = z["audio"], z["offsets"]
+                info = json.loads(str(z["info"]))
+    except OSError as e:
+        if e.errno in SPACE_ERRNOS:
+            raise space_error(f"the synthesized speech to the temporary folder {base}", e.errno,
+                              "set TMPDIR to a folder with room") from None
+        raise
     audio = [flat[offsets[i]:offsets[i + 1]].copy() for i in range(len(offsets) - 1)]
     return audio, info
+
+
+#: The child's last line when its audio could not be written for lack of room: ``PREFIX ERRNO``.
+_NO_ROOM = "crsnn-speech: no room to write: errno "
 
 
 def _main(argv: Sequence[str]) -> None:
@@ -237,5 +264,18 @@ def _main(argv: Sequence[str]) -> None:
     np.savez(dst, audio=flat, offsets=offsets, info=json.dumps(espeak_info(es)))
 
 
+def _child_main(argv: Sequence[str]) -> None:
+    """:func:`_main`; a write that fails for lack of room ends the child with one line,
+    ``_NO_ROOM + errno``, that :func:`synthesize_all` turns into its error."""
+    try:
+        _main(argv)
+    except OSError as exc:
+        if exc.errno not in SPACE_ERRNOS:
+            raise
+        print(f"{_NO_ROOM}{exc.errno}", file=sys.stderr, flush=True)  # the parent words the error
+        # at once: the half-written archive's finalizer would retry the write and print a traceback
+        os._exit(1)
+
+
 if __name__ == "__main__":
-    _main(sys.argv[1:])
+    _child_main(sys.argv[1:])

@@ -256,13 +256,45 @@ def synthesize_benchmark(
     """Write ``train.h5`` and ``test.h5`` to ``out_dir``; returns a summary dict.
 
     Args:
-        out_dir: output directory (created).
+        out_dir: output directory (created; if the synthesis fails, the folders created here are
+            removed again while they are empty: a failed run leaves no empty folder behind).
         config: sizes, speakers, augmentation, front end, seed.
         workers: processes for the front end (default: the CPU count, at most 8).
         progress: show tqdm progress bars.
     """
-    t0 = time.perf_counter()
     out_dir = Path(out_dir)
+    created = _missing_folders(out_dir)
+    try:
+        return _synthesize_benchmark(out_dir, config, workers, progress)
+    except BaseException:
+        _remove_empty(created)
+        raise
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    for p in (folder, *folder.parents):
+        if os.path.lexists(p):
+            break
+        missing.append(p)
+    return missing
+
+
+def _remove_empty(folders: Sequence[Path]) -> None:
+    """Remove ``folders`` (deepest first) while they are empty; stop at the first that is not."""
+    for p in folders:
+        try:
+            os.rmdir(p)
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return
+
+
+def _synthesize_benchmark(out_dir: Path, config: SynthConfig, workers: int | None, progress: bool) -> dict:
+    """:func:`synthesize_benchmark` without the clean-up of its output folder on failure."""
+    t0 = time.perf_counter()
     for split in ("train", "test"):  # before minutes of work
         check_writable(out_dir / f"{split}.h5", make_parents=True)
     workers = workers or min(8, os.cpu_count() or 1)
