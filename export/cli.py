@@ -3,7 +3,7 @@
 
 Writes the checkpoint's integer network (``model.to_integer()``, the arithmetic QAT trained) as a
 NIR graph in the ``crsnn-nir/1`` convention (see :mod:`crsnn.export`), atomically, and prints a
-per-layer summary. ``--check`` re-reads the written file with :func:`crsnn.export.load_nir` and
+per-layer summary. ``--check`` re-reads the written file with :func:`crsnn.export.nir_reader.load_nir` and
 verifies that it produces exactly the spikes and readout voltages of the checkpoint's own integer
 mode on a few random inputs. Any problem is one line on stderr and a non-zero exit.
 """

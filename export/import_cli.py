@@ -2,7 +2,7 @@
 
 Reads a graph as snnTorch, Norse (and other NIR exporters) write it (:mod:`crsnn.export.nir_foreign`:
 tolerant types and shapes, nested subgraphs flattened, recurrent biases folded), quantizes it onto
-Loihi 2 (:func:`crsnn.export.load_nir`: 8-bit weights with per-connection exponents, integer
+Loihi 2 (:func:`crsnn.export.nir_reader.load_nir`: 8-bit weights with per-connection exponents, integer
 decays, threshold scale), prints per layer what it chose, and a fidelity report: the float
 simulation of the graph's NIR semantics (:mod:`crsnn.export.nir_float_ref`) against the integer
 network on the same inputs (Bernoulli spikes at ``--rate``, or ``--data FILE.h5``). Writes a

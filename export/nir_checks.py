@@ -1,7 +1,7 @@
 """Checks every NIR graph passes before crsnn computes anything with it, each refusing in one line
 (:class:`~crsnn.export.nir_reader.NIRImportError`) that names the node, the field and what is
 allowed. :func:`crsnn.export.nir_reader.read_graph` runs them, so ``crsnn-import``, ``crsnn-run``,
-``crsnn-verify``, ``crsnn-report`` and :func:`crsnn.export.load_nir` all refuse the same files.
+``crsnn-verify``, ``crsnn-report`` and :func:`crsnn.export.nir_reader.load_nir` all refuse the same files.
 
 - :func:`check_file` (before any array is read): the HDF5 file refers to no other file (external
   links, external dataset storage, virtual datasets) and has no soft links (NIR files have none; a

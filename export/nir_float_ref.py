@@ -1,5 +1,5 @@
 """The float reference for foreign NIR graphs: what a graph means, simulated step by step, and how
-far the quantized integer network (:func:`crsnn.export.load_nir`) is from it.
+far the quantized integer network (:func:`crsnn.export.nir_reader.load_nir`) is from it.
 
 This module is the documented meaning crsnn gives to a graph another tool wrote (snnTorch, Norse,
 ...). It reads the graph after :func:`crsnn.export.nir_foreign.normalize_foreign`, so every time
