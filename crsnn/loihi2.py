@@ -206,6 +206,16 @@ def wrap_current(u):
     return _where(u <= -STATE_HALF, u + 2 * STATE_HALF, u)
 
 
+def max_scale_without_wrap(max_abs_input: float, du: int) -> float:
+    """The largest scale ``s`` (integer activation units per float unit) at which a population's
+    current cannot wrap: when every step's summed input is at most ``max_abs_input`` float units
+    (``|a| <= s * max_abs_input``), the bound of :func:`lif_wraps`, ``(|a| << 6) * 4096 / (du + 1)``,
+    stays within ``2**23 - 1``. ``inf`` for no input."""
+    if max_abs_input <= 0:
+        return float("inf")
+    return (STATE_HALF - 1) * (int(du) + 1) / (DECAY_UNITY * 2**ACT_SHIFT * float(max_abs_input))
+
+
 def scaled_bias(bias_mant, bias_exp):
     """Effective bias in ``v`` units: ``bias_mant << bias_exp`` (``bias_exp`` 0..7)."""
     return bias_mant * (2**bias_exp)

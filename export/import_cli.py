@@ -55,10 +55,22 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--data", default=None, help="use this SHD-layout .h5 file (binned with --dt) instead")
     g.add_argument("--max-time", type=positive_float, default=1.0, help="seconds of each --data sample kept")
     g.add_argument("--channel-group", type=positive_int, default=1, help="sum groups of this many --data channels")
+    ap.add_argument("--explain", action="store_true",
+                    help="attribution: replay the float reference with one quantization step at a time and report "
+                         "what each costs per layer")
+    ap.add_argument("--calibrate", action="store_true",
+                    help="choose per layer the scale and recurrent exponent that agree best with the float reference "
+                         "(on random inputs of the next seed, or on the --data samples) and write that network")
     ap.add_argument("--json", default=None, help="also write the report to this JSON file")
     ap.add_argument("--min-corr", type=float_range(-1, 1), default=None,
                     help="exit 1 when a spiking layer's spike-count correlation is below this")
     return ap
+
+
+#: Samples of the fidelity inputs the attribution (--explain) replays.
+ATTRIBUTION_SAMPLES = 32
+#: Random samples --calibrate measures its candidates on (at most --samples).
+CALIBRATION_SAMPLES = 32
 
 
 def _hint(g: nir.NIRGraph) -> str:
@@ -201,6 +213,30 @@ def _import(args: argparse.Namespace) -> int:
     pops, _ = populations(ng)
     chunk = _fidelity_chunk(args, pops, net.n_in)
     x, what = _inputs(args, net)
+    extra: dict[str, Any] = {}
+    lines: list[str] = []
+    if args.explain:
+        from crsnn.export.nir_attribution import attribute, format_attribution
+
+        att = attribute(pops, net, x[:ATTRIBUTION_SAMPLES])
+        extra["attribution"] = att
+        lines += format_attribution(att, pops)
+    if args.calibrate:
+        from crsnn.export.nir_calibrate import calibrate, format_calibration
+
+        if args.data:
+            xc, cwhat = x, f"the {len(x)} --data samples (also the fidelity inputs)"
+        else:
+            rng = np.random.default_rng(args.seed + 1)
+            xc = (rng.random((min(args.samples, CALIBRATION_SAMPLES), args.steps, net.n_in)) < args.rate).astype(np.int64)
+            cwhat = f"{len(xc)} random samples (seed {args.seed + 1}, not the fidelity inputs)"
+        before = fidelity(pops, net, x, chunk=chunk)
+        net, cal = calibrate(ng, pops, net, xc)
+        extra["calibration"] = {"layers": cal, "fidelity_before": before}
+        lines += format_calibration(cal, cwhat)
+        lines += ["  before calibration:" + "".join(f" layer {i} {_fmt(l['count_corr'])};" for i, l in
+                                                   enumerate(before["layers"]) if l["spiking"])
+                  + f" decision {100 * before['output']['decision_agreement']:.1f} % (fidelity inputs)"]
     fid = fidelity(pops, net, x, chunk=chunk)
     rows = quantization_summary(pops, net)
     net.metadata = {}
@@ -211,7 +247,7 @@ def _import(args: argparse.Namespace) -> int:
     if args.dt is None:  # time in steps: the graph states no step length (binning must then be given)
         del graph.metadata["dt"]
     report = {"source": str(args.graph), "out": str(args.out), "dt": args.dt, "time_unit": args.time_unit,
-              "normalisation": notes, "quantization": rows, "fidelity": fid}
+              "normalisation": notes, "quantization": rows, "fidelity": fid, **extra}
     items = [(args.out, nir_bytes(graph))] + ([(args.json, json_bytes(report))] if args.json else [])
     write_together(items)
     print(f"crsnn-import: {args.graph}: {len(pops)} layers, {net.n_in} inputs -> {net.n_out} outputs"
@@ -220,6 +256,8 @@ def _import(args: argparse.Namespace) -> int:
         print(f"  {n}")
     thresholds = [p.p["v_threshold"] if p.spiking else None for p in pops]
     print("\n".join(format_quantization(rows, thresholds)))
+    if lines:
+        print("\n".join(lines))
     print("\n".join(format_fidelity(fid, what)))
     print(f"wrote {args.out} ({FORMAT}, {len(graph.nodes)} nodes): crsnn-run, crsnn-report and crsnn-verify read it "
           "exactly" + (f"; report {args.json}" if args.json else ""))

@@ -314,7 +314,35 @@ def _bias_int(b_v: np.ndarray) -> tuple[np.ndarray, int]:
     return np.clip(np.rint(b_v / 2**e), L2.BIAS_MANT_MIN, L2.BIAS_MANT_MAX).astype(np.int64), e
 
 
-def _approx_population(g, pop: _Population, n_prev: int, readout: bool, dt: float) -> Layer:
+#: The range cap on a population's scale (:func:`crsnn.loihi2.max_scale_without_wrap`) never takes
+#: the threshold below this many activation units (``64 << 6`` v units, 12 bits of voltage
+#: resolution): a layer whose worst case needs less keeps this scale (its wrap is then possible,
+#: but needs almost every input at once; ``crsnn-import --calibrate`` measures it).
+MIN_RANGE_SCALE = 64.0
+#: Headroom of the range cap for the rounding of the weights.
+RANGE_MARGIN = 0.95
+
+
+def range_cap(w_ff: np.ndarray, w_rec: np.ndarray | None, du: int) -> float:
+    """The largest scale at which the current of a population with these threshold-normalised
+    per-step weights (``w_ff`` (n, n_prev), ``w_rec`` (n, n) or a conv kernel, or None) cannot wrap
+    at 24 bits even when every input and every neuron spikes in the same step, with
+    :data:`RANGE_MARGIN` for the weight rounding and never below :data:`MIN_RANGE_SCALE`."""
+    worst = np.abs(w_ff).sum(1) if w_ff.size else np.zeros(1)
+    if w_rec is not None:
+        worst = worst + (np.abs(w_rec).sum() if w_rec.ndim == 1 else np.abs(w_rec).sum(1))
+    cap = RANGE_MARGIN * L2.max_scale_without_wrap(float(np.max(worst)), du)
+    return max(cap, MIN_RANGE_SCALE)
+
+
+def _approx_population(g, pop: _Population, n_prev: int, readout: bool, dt: float,
+                       scale: float | None = None, rec_shift: int = 0) -> Layer:
+    """Quantize one population of a foreign graph. The scale (integer activation units per
+    threshold) is the largest that keeps the threshold within 17 bits, the bias within its
+    mantissa and the current within 24 bits (:func:`range_cap`), unless ``scale`` gives it (a
+    spiking population: rounded to the integer threshold ``vth``; the feedforward exponent is then
+    the smallest that fits the largest weight). The recurrent exponent is the smallest that fits the
+    largest recurrent weight, plus ``rec_shift`` (negative: finer steps, the largest weights clipped)."""
     node = g.nodes[pop.name]
     f = _float_neuron(pop.name, node, dt)
     n = f["n"]
@@ -348,25 +376,32 @@ def _approx_population(g, pop: _Population, n_prev: int, readout: bool, dt: floa
     # the scale s must also keep the largest bias within the 13-bit mantissa << 7
     max_b = float(np.max(np.abs(b))) if np.size(b) else 0.0
     s_cap = L2.BIAS_MANT_MAX * 2**L2.BIAS_EXP_MAX / (2**L2.ACT_SHIFT * max_b) if max_b > 0 else np.inf
+    du = L2.du_from_leak(f["alpha"])
+    s_range = range_cap(w_ff, None if rec_scale is None else np.asarray(rec_scale), du)
     if readout and f["thr"] is None:
         vth, e_ff = L2.VTH_MAX, 0
-        s = min(254.0 / max_ff, s_cap) if max_ff > 0 else 1.0  # full weight resolution; threshold never reached
+        s = min(254.0 / max_ff, s_cap, s_range) if max_ff > 0 else 1.0  # threshold never reached
     else:
-        # largest exponent (finest threshold resolution) with vth = s <= VTH_MAX, s = 254 * 2**e / max_ff
-        e_ff = L2.WEIGHT_EXP_MAX
-        while e_ff > L2.WEIGHT_EXP_MIN and max_ff > 0 and 254.0 * 2**e_ff / max_ff > min(L2.VTH_MAX, s_cap):
-            e_ff -= 1
-        s = 254.0 * 2**e_ff / max_ff if max_ff > 0 else 1.0
+        if scale is not None:
+            s = float(np.clip(np.rint(scale), 1, L2.VTH_MAX))
+            e_ff = _exp_for(max_ff * s)
+        else:  # largest exponent (finest threshold resolution) with vth = s = 254 * 2**e / max_ff in range
+            e_ff = L2.WEIGHT_EXP_MAX
+            while e_ff > L2.WEIGHT_EXP_MIN and max_ff > 0 and 254.0 * 2**e_ff / max_ff > min(L2.VTH_MAX, s_cap,
+                                                                                              s_range):
+                e_ff -= 1
+            s = 254.0 * 2**e_ff / max_ff if max_ff > 0 else 1.0
         vth = int(np.clip(np.rint(s), 1, L2.VTH_MAX))
         s = float(vth)
     ff = Connection(_quantize(w_ff * s, e_ff), weight_exp=e_ff, sign_mode=L2.SignMode.MIXED)
     bias_mant, bias_exp = _bias_int(b * s * (2**L2.ACT_SHIFT))
-    nrn = LIFParams(n=n, du=L2.du_from_leak(f["alpha"]), dv=L2.dv_from_leak(f["beta"]), vth=vth,
+    nrn = LIFParams(n=n, du=du, dv=L2.dv_from_leak(f["beta"]), vth=vth,
                     bias_mant=bias_mant, bias_exp=bias_exp)
     rec = None
     if w_rec is not None:
         scaled = rec_scale * s
-        e_rec = _exp_for(float(np.max(np.abs(scaled))) if scaled.size else 0.0)
+        e_rec = int(np.clip(_exp_for(float(np.max(np.abs(scaled))) if scaled.size else 0.0) + rec_shift,
+                            L2.WEIGHT_EXP_MIN, L2.WEIGHT_EXP_MAX))
         q = _quantize(scaled, e_rec)
         shape = {"kernel": q} if w_rec[0] == "conv" else {"weights": q}
         rec = Recurrence(delays=_delays(g, pop), weight_exp=e_rec, sign_mode=L2.SignMode.MIXED, **shape)
@@ -393,13 +428,16 @@ def _check_sizes(g: nir.NIRGraph, pops: list[_Population], n_in: int) -> None:
                              f"neurons of '{pops[-1].name}' that feed it; allowed: [{sizes[-1]}]")
 
 
-def load_nir(source: str | os.PathLike | nir.NIRGraph, dt: float | None = None) -> IntegerNetwork:
+def load_nir(source: str | os.PathLike | nir.NIRGraph, dt: float | None = None,
+             choices: list[tuple[float | None, int]] | None = None) -> IntegerNetwork:
     """Read a NIR file (or graph) into the integer network the simulator and Lava run.
 
     crsnn graphs are read exactly (``dt`` is ignored: their time constants are in steps). Other
     graphs are quantized (see the module docstring); ``dt`` is their simulation step in the unit of
     their time constants (e.g. seconds for snnTorch exports); without it, time constants are taken
-    to be in steps. Raises :class:`NIRImportError` (one line) on anything unsupported.
+    to be in steps. ``choices``: per population (scale, recurrent exponent shift) replacing the default
+    rule's (scale None keeps it; foreign graphs only: ``crsnn-import --calibrate``). Raises
+    :class:`NIRImportError` (one line) on anything unsupported.
     """
     g = read_graph(source)
     meta = dict(g.metadata or {})
@@ -421,7 +459,8 @@ def load_nir(source: str | os.PathLike | nir.NIRGraph, dt: float | None = None) 
     step = 1.0  # crsnn graphs and normalized foreign graphs count time in steps
     for i, pop in enumerate(pops):
         readout = i == len(pops) - 1
-        layer = _exact_population(g, pop, n_prev, readout) if exact else _approx_population(g, pop, n_prev, readout, step)
+        layer = _exact_population(g, pop, n_prev, readout) if exact else _approx_population(g, pop, n_prev, readout, step,
+                                                                                          *(choices[i] if choices else (None, 0)))
         layers.append(layer)
         n_prev = layer.n
     if layers[-1].rec is not None:
