@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-all bench clean
+.PHONY: setup demo test test-all bench docs clean
 
 setup:
 	@bash scripts/setup.sh
@@ -16,10 +16,17 @@ test: setup
 test-all: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
+# The documentation site, static HTML in site/: command pages from the parsers, every --option the
+# docs name checked against them, and a strict build (a broken link or anchor fails).
+docs: setup
+	$(PY) scripts/docs_options.py pages docs/commands
+	$(PY) scripts/docs_options.py check
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
+
 # The FSDD recordings (real speech, not shipped): `make bench FSDD_RECORDINGS=DIR` names their folder.
 FSDD_RECORDINGS ?= data/fsdd/recordings
 
-bench: setup  # every figure of the README results table; about 3 hours on 2 cores
+bench: setup  # every figure of the results table (docs/results.md); about 3 hours on 2 cores
 	$(PY) bench/sim_vs_lava.py
 	$(PY) bench/crsnn_vs_delrec.py
 	$(PY) bench/train_speed.py
@@ -32,7 +39,7 @@ bench: setup  # every figure of the README results table; about 3 hours on 2 cor
 	$(PY) bench/dcls_accuracy.py --jobs 2
 	FSDD_RECORDINGS=$(FSDD_RECORDINGS) $(PY) bench/fsdd.py --models crsnn crsnn-frozen crsnn-nodelay delrec --seeds 0 1 2 --jobs 2
 	FSDD_RECORDINGS=$(FSDD_RECORDINGS) $(PY) bench/fsdd.py --models ff dcls dcls-frozen crsnn-dcls --seeds 0 --keep-rows --jobs 2
-	$(PY) bench/results_table.py --readme
+	$(PY) bench/results_table.py --docs
 
 clean:
-	rm -rf .venv .pytest_cache .hypothesis build *.egg-info
+	rm -rf .venv .pytest_cache .hypothesis build *.egg-info site docs/commands

@@ -1,7 +1,7 @@
-"""Render the README's results table from ``bench/results/*.json`` (what the other scripts wrote).
+"""Render the results table of docs/results.md from ``bench/results/*.json`` (what the other scripts wrote).
 
-    .venv/bin/python bench/results_table.py            # print the Markdown
-    .venv/bin/python bench/results_table.py --readme   # replace the table in README.md in place
+    .venv/bin/python bench/results_table.py          # print the Markdown
+    .venv/bin/python bench/results_table.py --docs   # replace the table in docs/results.md in place
 
 Every number in the table is read from a result file; a missing file leaves its rows out and says so.
 """
@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 
 from _common import REPO, RESULTS
 
@@ -242,24 +243,34 @@ def render() -> str:
     return "\n".join(out)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--readme", action="store_true", help="replace the table in README.md")
-    args = ap.parse_args(argv)
-    table = render()
-    if not args.readme:
-        print(table)
-        return 0
-    readme = REPO / "README.md"
-    text = readme.read_text()
+TABLE_PAGE = REPO / "docs" / "results.md"
+"""The page whose marked block holds the table."""
+
+
+def write_table(table: str, page: Path = TABLE_PAGE) -> int:
+    """Replace the block between BEGIN and END of ``page`` with ``table``, atomically."""
+    name = page.relative_to(REPO) if page.is_relative_to(REPO) else page
+    text = page.read_text()
     if BEGIN not in text or END not in text:
-        print(f"README.md has no {BEGIN} ... {END} block", file=sys.stderr)
+        print(f"{name} has no {BEGIN} ... {END} block", file=sys.stderr)
         return 1
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
-    write_bytes_atomic(readme, f"{head}{BEGIN}\n{table}\n{END}{tail}".encode())
-    print("README.md: results table updated")
+    write_bytes_atomic(page, f"{head}{BEGIN}\n{table}\n{END}{tail}".encode())
+    print(f"{name}: results table updated")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--docs", "--readme", dest="docs", action="store_true",
+                    help="replace the table in docs/results.md (--readme: the former name)")
+    args = ap.parse_args(argv)
+    table = render()
+    if not args.docs:
+        print(table)
+        return 0
+    return write_table(table)
 
 
 if __name__ == "__main__":

@@ -12,37 +12,13 @@ and the values it set are printed at the start and stored in the checkpoint's me
   the weights' one; give ``--lr-kernel`` to set it.
 - ``fsdd``: the best recipe found here for short real recordings of isolated words from few
   speakers (the Free Spoken Digit Dataset encoded with ``crsnn-data encode``), chosen on held-out
-  speakers (leave-one-speaker-out folds; ``bench/fsdd.py`` runs all five). What mattered, measured
-  as integer accuracy on two held-out voices (theo / jackson, 2 x 128, 30 epochs): the defaults
-  82.0 / 72.2 %; plus a random spectral tilt and band masks 83.8 / 68.0 %; plus 10 instead of 5
-  cochlea channels per input (coarser groups blur the speaker-specific pitch harmonics of the low
-  channels) 88.0 / 75.4 %; stronger channel shifts (8 inputs), 20 % stretch, same-class mixing and
-  dropout 0.4 together hurt (81.0 / 61.0 %). Samples are cut at 0.8 s (99 % of the words are
-  shorter than 1 s, 95 % than 0.7 s). Later, on all five folds of recordings cut to their speech
-  (``crsnn-data encode --trim-db 20``, one seed): 74.9 % with this recipe; a 20 % time stretch
-  76.7 %, kernel 5 75.3 %, channel shifts of 4 inputs 69.3 % (kept: one seed does not separate the
-  first two from the recipe). A second seed undid the stretch (71.2 % against the recipe's
-  73.6 %); kernel 5 on three seeds gave 73.8 % against the recipe's 73.5 %. None of these beat the
-  recipe on the folds they finished (same folds, seed 0): hidden tau 4 steps (56 / 69 / 77 % on
-  george / jackson / lucas against 61 / 81 / 77), learned leaks (47 / 75 / 79 / 75 % on four folds
-  against 61 / 81 / 77 / 71), training copies of every recording played 10 % slower and faster
-  (speed perturbation before encoding: 53 % on george). A cochlea with slow adaptation (300 ms, a
-  per-channel level normalisation) left the linear baseline unchanged (53.3 against 53.8 % over
-  the folds). The folds' spread between seeds is large (george 57-61 %, jackson 71-81 %): judge a
-  change on several seeds.
-
-  The folds are now encoded with the per-recording channel equalisation (``crsnn-data encode
-  --equalize 0.5``, :func:`crsnn.train.data.cochlea.equalize_rates`), which is not a training
-  option and so not part of the recipe: with the recipe unchanged (3 seeds each) it raised the
-  CRSNN from 73.5 to 76.1 %, most on the voice farthest from the others (george 59.6 -> 62.9 %),
-  the CRSNN with frozen delays from 71.7 to 76.8 % and with none from 63.3 to 68.1 %, and left
-  DelRec where it was (78.3 %). A small recurrent float network (GRU) on the binned
-  counts had pointed there: 70.4 % over the folds as they were, 78.5 % with the counts equalised
-  half way, 73.5 % all the way (george gains, lucas loses). Probes on the folds before the
-  equalisation that did not beat the recipe (one seed, five folds): inputs grouped by 20 channels
-  72.9 %, AdamW weight decay 0.05 73.7 %; the average of the weights of the last 3 or 5 epochs
-  changed the held-out accuracy by -0.4 to +0.4 points against the selected epoch (two seeds,
-  three folds).
+  speakers (leave-one-speaker-out folds; ``bench/fsdd.py`` runs all five): a 2 x 128 network, 20
+  epochs, inputs grouped by 10 cochlea channels, samples cut at 0.8 s, and augmentations that
+  imitate another voice or microphone (spectral tilt, channel shift, time stretch, band masks,
+  jitter and background spikes). What was tried on the way, with its numbers, is in the
+  documentation's experiment history (docs/history.md). Encode the folds with
+  ``crsnn-data encode --equalize 0.5``: the channel equalisation is not a training option and so
+  not part of the recipe.
 
 Which layers are recurrent is left to the model (``--recurrent-layers auto``: every layer of a
 CRSNN or DelRec, none of a ``dcls`` network) except in ``shd``, whose paper setting has only the
