@@ -69,8 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: Samples of the fidelity inputs the attribution (--explain) replays.
 ATTRIBUTION_SAMPLES = 32
-#: Random samples --calibrate measures its candidates on (at most --samples).
-CALIBRATION_SAMPLES = 32
+#: Random samples --calibrate measures its candidates on (at least; --samples when more).
+CALIBRATION_SAMPLES = 64
 
 
 def _hint(g: nir.NIRGraph) -> str:
@@ -228,7 +228,7 @@ def _import(args: argparse.Namespace) -> int:
             xc, cwhat = x, f"the {len(x)} --data samples (also the fidelity inputs)"
         else:
             rng = np.random.default_rng(args.seed + 1)
-            xc = (rng.random((min(args.samples, CALIBRATION_SAMPLES), args.steps, net.n_in)) < args.rate).astype(np.int64)
+            xc = (rng.random((max(args.samples, CALIBRATION_SAMPLES), args.steps, net.n_in)) < args.rate).astype(np.int64)
             cwhat = f"{len(xc)} random samples (seed {args.seed + 1}, not the fidelity inputs)"
         before = fidelity(pops, net, x, chunk=chunk)
         net, cal = calibrate(ng, pops, net, xc)

@@ -23,7 +23,8 @@ and both deliver a recurrent spike one step later (:mod:`crsnn.export.nir_float_
 
 :func:`attribute` measures each step alone, per population and with every population fed the
 float reference's spikes from below (so a layer's figure is its own cost), plus all steps together
-fed the same way.
+fed the same way, and ``jitter`` (:data:`JITTER`): how sensitive the network itself is to weight
+errors of the rounding's size.
 """
 
 from __future__ import annotations
@@ -39,6 +40,11 @@ from crsnn.models.integer import IntegerNetwork, Layer
 
 #: The quantization steps of the Loihi 2 mapping, in the order the report lists them.
 STEPS = ("rounding", "clipping", "decays", "threshold", "bias", "truncation", "range")
+#: Not a step of the mapping: every weight moved at random by up to half a step of its 8-bit grid
+#: (the largest rounding error, but no grid). What it costs is the network's own sensitivity to weight
+#: errors of that size, the floor below which no choice of scale can bring ``rounding``.
+JITTER = "jitter"
+JITTER_SEED = 0
 
 
 @dataclass
@@ -100,7 +106,12 @@ def _units(pop: FloatPopulation, layer: Layer) -> _Units:
 
 
 def _weights(w: np.ndarray, q: np.ndarray, e: int, on: frozenset[str]) -> np.ndarray:
-    """The weights (v units, floats) a replay uses: exact, rounded, clipped or both (= integer)."""
+    """The weights (v units, floats) a replay uses: exact, rounded, clipped or both (= integer);
+    ``jitter``: exact plus a uniform random error of up to half a grid step (the largest rounding
+    error, no grid; the grid of mixed-sign 8-bit weights has a step of 2 units)."""
+    if "jitter" in on:
+        unit = 2.0 ** (e + L2.ACT_SHIFT)
+        return w + np.random.default_rng(JITTER_SEED).uniform(-1.0, 1.0, w.shape) * unit
     if "rounding" in on and "clipping" in on:
         return q * 2.0 ** (e + L2.ACT_SHIFT)
     unit = 2.0 ** (e + L2.ACT_SHIFT)
@@ -182,7 +193,7 @@ def replay(pops: list[FloatPopulation], net: IntegerNetwork, x: np.ndarray, step
     population below. Returns (spikes per population, each (batch, steps, n) bool; the readout's
     voltage (batch, steps, n_out) in v units)."""
     on = frozenset(steps)
-    bad = on - set(STEPS)
+    bad = on - set(STEPS) - {JITTER}
     if bad:
         raise ValueError(f"unknown quantization steps {sorted(bad)}; known: {', '.join(STEPS)}")
     out, src, v = [], np.asarray(x), None
@@ -205,7 +216,7 @@ def attribute(pops: list[FloatPopulation], net: IntegerNetwork, x: np.ndarray) -
 
     ``x``: (batch, steps, n_in) input spikes (a few dozen samples suffice). Every population is fed
     the float reference's spikes from below. Returns ``{"reference_spikes": [...], "steps": {name:
-    [per population {"spikes", "count_corr", "time_jaccard"}], ..., "all": [...]}, "decision": {name:
+    [per population {"spikes", "count_corr", "time_jaccard"}], ..., "all": [...], "jitter": [...]}, "decision": {name:
     agreement}}`` where ``decision`` is the readout's arg-max agreement with the reference (spike
     counts, or mean voltage for a non-spiking readout)."""
     ref = simulate_float(pops, x)
@@ -214,7 +225,7 @@ def attribute(pops: list[FloatPopulation], net: IntegerNetwork, x: np.ndarray) -
     d_ref = ref.spikes[-1].sum(1) if spiking else ref.readout_v.mean(1)
     rows: dict[str, list[dict[str, Any]]] = {}
     decision: dict[str, float] = {}
-    for name in (*STEPS, "all"):
+    for name in (*STEPS, "all", JITTER):
         got, v = replay(pops, net, x, STEPS if name == "all" else (name,), feed=feed)
         rows[name] = [_figures(r, g) for r, g in zip(ref.spikes, got)]
         d = got[-1].sum(1) if spiking else v.mean(1)
@@ -231,8 +242,10 @@ def format_attribution(att: dict[str, Any], pops: list[FloatPopulation]) -> list
     for name, per in att["steps"].items():
         cells = [f"layer {i} {f['count_corr']:.4f} ({f['spikes']})" for i, (f, p) in enumerate(zip(per, pops))
                  if p.spiking]
-        label = "all steps" if name == "all" else name
+        label = {"all": "all steps", JITTER: "(jitter)"}.get(name, name)
         lines.append(f"  {label:<11} " + "; ".join(cells) + f"; decision {100 * att['decision'][name]:.1f} %")
+    lines.append("  (jitter: every weight moved at random by up to the rounding's largest error, no grid: the network's "
+                 "own sensitivity to 8-bit weights)")
     lines.append("  update order: none to attribute (Loihi's v uses the new current, as NIR's forward Euler)")
     return lines
 

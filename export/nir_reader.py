@@ -319,6 +319,10 @@ def _bias_int(b_v: np.ndarray) -> tuple[np.ndarray, int]:
 #: resolution): a layer whose worst case needs less keeps this scale (its wrap is then possible,
 #: but needs almost every input at once; ``crsnn-import --calibrate`` measures it).
 MIN_RANGE_SCALE = 64.0
+#: With a given scale (calibration), the largest weight may map up to this (it rounds to 254, an
+#: error within the rounding's): a scale that puts an 8-bit grid exactly on Loihi's, rounded to an
+#: integer threshold, must not fall to the next exponent and a grid twice as coarse.
+GIVEN_SCALE_TOP = 255.0
 #: Headroom of the range cap for the rounding of the weights.
 RANGE_MARGIN = 0.95
 
@@ -384,7 +388,7 @@ def _approx_population(g, pop: _Population, n_prev: int, readout: bool, dt: floa
     else:
         if scale is not None:
             s = float(np.clip(np.rint(scale), 1, L2.VTH_MAX))
-            e_ff = _exp_for(max_ff * s)
+            e_ff = _exp_for(max_ff * s, GIVEN_SCALE_TOP)
         else:  # largest exponent (finest threshold resolution) with vth = s = 254 * 2**e / max_ff in range
             e_ff = L2.WEIGHT_EXP_MAX
             while e_ff > L2.WEIGHT_EXP_MIN and max_ff > 0 and 254.0 * 2**e_ff / max_ff > min(L2.VTH_MAX, s_cap,
@@ -400,7 +404,8 @@ def _approx_population(g, pop: _Population, n_prev: int, readout: bool, dt: floa
     rec = None
     if w_rec is not None:
         scaled = rec_scale * s
-        e_rec = int(np.clip(_exp_for(float(np.max(np.abs(scaled))) if scaled.size else 0.0) + rec_shift,
+        top = GIVEN_SCALE_TOP if scale is not None else 254.0
+        e_rec = int(np.clip(_exp_for(float(np.max(np.abs(scaled))) if scaled.size else 0.0, top) + rec_shift,
                             L2.WEIGHT_EXP_MIN, L2.WEIGHT_EXP_MAX))
         q = _quantize(scaled, e_rec)
         shape = {"kernel": q} if w_rec[0] == "conv" else {"weights": q}

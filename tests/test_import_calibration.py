@@ -16,11 +16,13 @@ import snntorch as snn
 from snntorch.export_nir import export_to_nir
 
 from crsnn import loihi2 as L2
-from crsnn.export import nir_reader
+from crsnn.export import nir_calibrate, nir_reader
 from crsnn.export.import_cli import import_graph, main
 from crsnn.export.nir_attribution import STEPS, attribute, replay
+from crsnn.export.nir_calibrate import aligned_scales, calibrate, grid_step
 from crsnn.export.nir_float_ref import integer_aligned, populations, simulate_float
 from crsnn.export.nir_reader import load_nir
+from crsnn.train.checkpoint import networks_equal
 
 DT = 1e-4
 
@@ -105,14 +107,14 @@ def test_braille_shaped_snntorch_graphs_import_close_to_the_float_semantics(tmp_
     src, out, js = _write(tmp_path, seed), tmp_path / "out.nir", tmp_path / "r.json"
     assert main([str(src), str(out), "--dt", str(DT), "--calibrate", "--explain", "--json", str(js)]) == 0
     text = capsys.readouterr().out
-    assert "attribution:" in text and "calibration on 32 random samples (seed 1" in text
+    assert "attribution:" in text and "calibration on 64 random samples (seed 1" in text
     rep = json.loads(js.read_text())
     for layer in rep["fidelity"]["layers"]:
         assert layer["spikes_float"] > 1000 and layer["count_corr"] >= 0.95, layer
     assert rep["fidelity"]["output"]["decision_agreement"] >= 0.84
     for row in rep["calibration"]["layers"]:  # the chosen candidate is never worse on its own inputs
         assert row["after"]["count_corr"] >= row["before"]["count_corr"]
-    assert set(rep["attribution"]["steps"]) == {*STEPS, "all"}
+    assert set(rep["attribution"]["steps"]) == {*STEPS, "all", "jitter"}
     # the written file is the calibrated network, read exactly
     chosen = [(r["after"]["scale"], r["after"]["rec_shift"]) for r in rep["calibration"]["layers"]]
     _, _, ng = import_graph(src, DT)
@@ -142,3 +144,25 @@ def test_range_cap_keeps_the_worst_case_current_inside_24_bits():
     assert not L2.lif_wraps(worst, du, 0).current_24
     assert L2.lif_wraps(int(worst * 1.1), du, 0).current_24
     assert nir_reader.range_cap(w_ff * 1e6, w_rec * 1e6, du) == nir_reader.MIN_RANGE_SCALE
+
+
+def test_aligned_scales_put_an_8bit_grid_exactly_on_loihis():
+    g = 0.0371
+    w = g * np.random.default_rng(0).integers(-127, 128, (40, 40)).astype(np.float64)
+    w[0, 0] = 127 * g
+    assert grid_step(w) == pytest.approx(g) and grid_step(w + 1e-3) is None
+    scales = aligned_scales(w)
+    assert scales and all(1 <= s <= L2.VTH_MAX for s in scales)
+    for s in scales:
+        e = nir_reader._exp_for(float(np.abs(w).max()) * s, nir_reader.GIVEN_SCALE_TOP)
+        q = nir_reader._quantize(w * s, e)
+        assert np.allclose(q * 2.0**e, w * s, rtol=0, atol=1e-6 * s)
+
+
+def test_calibration_keeps_the_default_unless_a_gain_is_confirmed(tmp_path, monkeypatch):
+    _, net, ng = import_graph(_write(tmp_path, 1), DT)
+    pops, _ = populations(ng)
+    monkeypatch.setattr(nir_calibrate, "MIN_GAIN", 1.0)  # no candidate can beat the default by 1.0
+    same, rows = calibrate(ng, pops, net, _x(3, 16))
+    assert networks_equal(same, net)
+    assert all(r["after"] == r["before"] and r["candidates"] > 10 for r in rows if r["name"] != "3") and len(rows) == 2
