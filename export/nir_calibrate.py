@@ -28,7 +28,7 @@ import nir
 import numpy as np
 
 from crsnn import loihi2 as L2
-from crsnn.export.nir_attribution import replay_layer
+from crsnn.export.nir_attribution import layer_scale, replay_layer
 from crsnn.export.nir_float_ref import FloatPopulation, _corr, _jaccard, simulate_float
 from crsnn.export.nir_reader import NIRImportError, load_nir
 from crsnn.models.integer import IntegerNetwork
@@ -91,7 +91,7 @@ def calibrate(ng: nir.NIRGraph, pops: list[FloatPopulation], net: IntegerNetwork
     choices: list[tuple[float | None, int]] = []
     rows: list[dict[str, Any]] = []
     for li, (p, layer) in enumerate(zip(pops, net.layers)):
-        s0 = float(layer.neuron.vth)
+        s0 = layer_scale(p, layer)
         sp, _, _ = replay_layer(p, layer, feeds[li])
         c0, j0 = _score(ref.spikes[li], sp)
         before = {"scale": s0, "rec_shift": 0, "count_corr": c0, "time_jaccard": j0}

@@ -135,6 +135,49 @@ def test_rockpool_graph_calibrates_without_loss(tmp_path):
     assert rep["fidelity"]["output"]["decision_agreement"] >= 0.9
 
 
+def test_rockpool_graph_with_a_recurrent_linear_imports_close_to_the_float_semantics(tmp_path):
+    """Rockpool drops recurrent weights on export, so the recurrence (an 8-bit, mostly inhibitory
+    Linear from the hidden CubaLIF to itself) is added to its graph with the nir API."""
+    from rockpool.nn.combinators import Sequential
+    from rockpool.nn.modules import LIFTorch, LinearTorch
+    from rockpool.nn.modules.torch.nir import to_nir
+
+    torch.manual_seed(0)
+    l1, l2 = LinearTorch((12, 40)), LinearTorch((40, 7))
+    with torch.no_grad():
+        for w in (l1.weight, l2.weight):
+            w.normal_(0.0, 0.5)
+            w.copy_(_q8(w))
+    kw = dict(tau_mem=0.02, tau_syn=0.01, dt=1e-3, threshold=1.0)
+    g = to_nir(Sequential(l1, LIFTorch(40, **kw), l2, LIFTorch(7, **kw)), torch.zeros(1, 1, 12))
+    hid = [k for k, n in g.nodes.items() if isinstance(n, nir.CubaLIF) and np.size(n.tau_mem) == 40][0]
+    g.nodes["rec"] = nir.Linear(weight=_q8(torch.from_numpy(np.random.default_rng(0).normal(-0.5, 0.5, (40, 40)))).numpy())
+    g.edges += [(hid, "rec"), ("rec", hid)]
+    src, out, js = tmp_path / "rprec.nir", tmp_path / "out.nir", tmp_path / "r.json"
+    nir.write(str(src), g)
+    assert main([str(src), str(out), "--dt", "1e-3", "--calibrate", "--explain", "--json", str(js)]) == 0
+    rep = json.loads(js.read_text())
+    assert rep["quantization"][0]["rec_weight_exp"] is not None
+    for layer in rep["fidelity"]["layers"]:
+        assert layer["spikes_float"] > 500 and layer["count_corr"] >= 0.98, layer
+    assert rep["fidelity"]["output"]["decision_agreement"] >= 0.85
+
+
+def test_norse_graph_calibrates_without_loss(tmp_path):
+    from norse.torch.utils.export_nir import to_nir
+
+    from test_import_norse import ARGS, N_IN, norse_net
+
+    src, out, js = tmp_path / "n.nir", tmp_path / "out.nir", tmp_path / "r.json"
+    nir.write(str(src), to_nir(norse_net("lif"), torch.zeros(1, N_IN)))
+    assert main([str(src), str(out), *ARGS["lif"], "--calibrate", "--explain", "--samples", "16", "--json", str(js)]) == 0
+    rep = json.loads(js.read_text())
+    assert rep["fidelity"]["layers"][0]["count_corr"] >= 0.98
+    assert rep["fidelity"]["output"]["decision_agreement"] >= 0.9
+    readout = rep["calibration"]["layers"][1]  # a non-spiking LI readout keeps the default
+    assert readout["after"] == readout["before"] and readout["candidates"] == 1
+
+
 def test_range_cap_keeps_the_worst_case_current_inside_24_bits():
     rng = np.random.default_rng(0)
     w_ff, w_rec = rng.normal(0, 1, (40, 12)), rng.normal(-1, 1, (40, 40))
