@@ -365,9 +365,13 @@ def verify_main(argv: list[str] | None = None) -> int:
 def report_parser() -> argparse.ArgumentParser:
     ap = CommandParser(prog="crsnn-report",
                                  description="Loihi 2 resources of a NIR network: neurons, synapses, delays, "
-                                             "weight bits, fit, cores, synaptic operations per sample.")
+                                             "weight bits, fit, cores, synaptic operations per sample; and "
+                                             "NeuroBench's metrics of the deployed integers (footprint, connection "
+                                             "sparsity; with --data activation sparsity, effective and dense "
+                                             "synaptic operations, neuron updates).")
     ap.add_argument("nir", help="NIR file (crsnn-export output, or another tool's LIF/CubaLIF graph)")
-    ap.add_argument("--data", help="measure synaptic operations on this test data (integer simulator): " + DATA_HELP)
+    ap.add_argument("--data", help="measure synaptic operations and NeuroBench's workload metrics on this test "
+                                   "data (integer simulator): " + DATA_HELP)
     ap.add_argument("-n", type=count_or_all, default=64, help="samples for --data, or 'all'")
     ap.add_argument("--json", help="also write the report to this JSON file")
     _binning_args(ap)

@@ -1,6 +1,7 @@
 """Resource report of an integer network for Loihi 2: neurons, synapses, delays and weight bits
-per layer, whether each fits, an estimate of the number of neuron cores, and synaptic operations
-per sample (from simulated spike counts).
+per layer, whether each fits, an estimate of the number of neuron cores, synaptic operations
+per sample (from simulated spike counts), and NeuroBench's metrics of the deployed integers
+(:mod:`crsnn.deploy.neurobench_metrics`).
 
 Loihi 2 figures used (public announcement material, not a datasheet; each is a parameter):
 
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from crsnn import loihi2 as L2
+from crsnn.deploy.neurobench_metrics import format_neurobench, neurobench_metrics
 from crsnn.models.integer import IntegerNetwork
 
 
@@ -137,6 +139,9 @@ def network_report(net: IntegerNetwork, hidden_spikes: list[np.ndarray] | None =
             "synops_per_sample": (sum(r.synops_per_sample for r in layers) if sources is not None else None),
         },
         "assumptions": asdict(limits),
+        # footprint, connection / activation sparsity, synaptic operations, neuron updates
+        "neurobench": neurobench_metrics(net, inputs if sources is not None else None,
+                                         hidden_spikes if sources is not None else None),
     }
     return out
 
@@ -162,4 +167,6 @@ def format_report(rep: dict[str, Any]) -> str:
                  f"memory/core (unverified for Loihi 2), fan-in <= {a['max_fan_in']}, {a['cores_per_chip']} cores/chip")
     if any(r["recurrence"].startswith("csgru") for r in rep["layers"]):
         lines.append("CS-GRU: " + L2.csgru_hardware_needs())
+    if rep.get("neurobench") is not None:
+        lines.append(format_neurobench(rep["neurobench"]))
     return "\n".join(lines)

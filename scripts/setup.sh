@@ -17,6 +17,10 @@ LAVA_DL_SPEC="lava-dl==0.6.0"
 # follow); what they import (torch, numpy, nir, matplotlib) is pinned in requirements.txt and
 # nirtorch, their NIR graph tracer, is pinned here.
 INTEROP_SPECS=(snntorch==1.0.0 nirtorch==2.6 norse==1.1.0 rockpool==3.1.0)
+# NeuroBench, against whose metric definitions crsnn-report's are tested: --no-deps, as it declares
+# torchaudio (a torch of its own would follow), tonic and numba, none of which the modules used here
+# (benchmarks, models, metrics) import; snnTorch, tqdm and numpy are above.
+NEUROBENCH_SPEC="neurobench==2.3.0"
 # The documentation site (`make docs`): mkdocs and its material theme, with the Markdown packages
 # the pages use. None of them depends on torch; torch is named with them so that pip cannot change it.
 DOCS_SPECS=(mkdocs==1.6.1 mkdocs-material==9.8.2 mkdocs-material-extensions==1.3.1
@@ -44,6 +48,7 @@ pip_install --no-deps --ignore-requires-python "$LAVA_SPEC"
 # and torch < 2.4; netx needs none of its dependencies (see crsnn/lava_dl_compat.py).
 pip_install --no-deps --ignore-requires-python "$LAVA_DL_SPEC"
 pip_install --no-deps "${INTEROP_SPECS[@]}"
+pip_install --no-deps "$NEUROBENCH_SPEC"
 pip_install "${DOCS_SPECS[@]}" "$(grep -E '^torch==' requirements.txt)"
 # Editable install of crsnn (setuptools' generic note about editable installs is silenced:
 # the package_dir mapping in pyproject.toml is what it warns about, and it is intended).
@@ -52,6 +57,7 @@ PYTHONWARNINGS="ignore::UserWarning" pip_install --no-deps --no-build-isolation 
 import torch, numpy, lava, nir
 import snntorch.export_nir, snntorch.import_nir, norse.torch, rockpool.nn.modules.torch.nir  # crsnn-import's test clients
 import mkdocs, material  # make docs
+import neurobench.benchmarks, neurobench.metrics.static, neurobench.metrics.workload  # tests of crsnn-report
 assert torch.__version__.startswith("2.13.0"), f"torch was changed to {torch.__version__}"
 print(f"[setup] ok: torch {torch.__version__}, numpy {numpy.__version__}, nir {nir.__version__ if hasattr(nir, '__version__') else '?'}")
 PY
