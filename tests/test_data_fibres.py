@@ -1,6 +1,8 @@
-"""Fibre classes of staggered thresholds in the cochlea's rate stage (``crsnn-data encode
---fibres``): each channel's threshold, the rates against the dense reference channel by channel,
-encode() against the public stages, and the option's provenance and range."""
+"""The cochlea's optional stages: fibre classes of staggered thresholds in the rate stage
+(``crsnn-data encode --fibres``: each channel's threshold, the rates against the dense reference
+channel by channel, encode() against the public stages) and the outer/middle-ear high-pass
+(``--ear-highpass``: its response, causality, its place before the level normalisation); the
+options' provenance and ranges."""
 
 from __future__ import annotations
 
@@ -75,3 +77,54 @@ def test_fibres_option_is_recorded_and_checked(tmp_path: Path, capsys: pytest.Ca
         assert e.value.code == 2
         err = capsys.readouterr().err
         assert "--fibres: expected comma-separated offsets in dB" in err and len(err.strip().splitlines()) == 1
+
+
+# -- stage 0: the outer/middle-ear high-pass ------------------------------------------------------
+def test_middle_ear_is_a_first_order_high_pass_and_off_by_default() -> None:
+    from crsnn.train.data.cochlea import middle_ear
+
+    fs, n = 8000.0, 16000
+    t = np.arange(n) / fs
+    x = np.random.default_rng(0).standard_normal(n)
+    np.testing.assert_array_equal(middle_ear(x, fs), x)  # corner 0: the audio as it is
+    ear = CochleaParams(ear_highpass_hz=500.0)
+
+    def gain_db(f: float) -> float:
+        y = middle_ear(np.sin(2 * np.pi * f * t), fs, ear)[n // 2:]  # past the start-up
+        return 20 * np.log10(np.sqrt(2 * np.mean(y ** 2)))
+
+    assert abs(gain_db(500.0) + 3.0) < 0.3  # -3 dB at the corner
+    assert abs(gain_db(125.0) - gain_db(250.0) + 5.0) < 1.0  # ~6 dB per octave below it
+    assert gain_db(3000.0) > -0.5
+    # causal: a chunk's output depends on nothing after it
+    y = middle_ear(x, fs, ear)
+    np.testing.assert_allclose(middle_ear(x[:5000], fs, ear), y[:5000], rtol=0, atol=1e-12)
+
+
+def test_encode_applies_the_ear_before_the_level_normalisation() -> None:
+    from crsnn.train.data.cochlea import middle_ear, normalise
+
+    ear = CochleaParams(ear_highpass_hz=500.0)
+    x = _band_limited("chirp")
+    t, u = encode(x, 8000.0, seed=np.random.default_rng(3), params=ear, level_db=0.0)
+    heard = normalise(middle_ear(x, 8000.0, ear), 0.0)
+    t_ref, u_ref = renewal_spikes(sparse_rates(envelopes(heard, ear, 8000.0), ear), ear.env_fs_hz,
+                                  np.random.default_rng(3), ear.isi_shape)
+    np.testing.assert_array_equal(u, u_ref)
+    np.testing.assert_allclose(t, t_ref, rtol=0, atol=1e-9)
+    # the low channels (below the corner) lose spikes to the others
+    plain = encode(x, 8000.0, seed=np.random.default_rng(3), level_db=0.0)[1]
+    low = 560  # best frequency below ~300 Hz
+    assert (u >= low).mean() < 0.7 * (plain >= low).mean()
+
+
+def test_ear_option_is_recorded_and_checked(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    wavs = _fsdd_like(tmp_path / "wavs", digits=(0,), speakers=("ann",), per=1)
+    out = tmp_path / "ear.h5"
+    assert main(["encode", str(wavs), "--out", str(out), "--label-pattern", LABEL, "--workers", "1", "--quiet",
+                 "--ear-highpass", "500"]) == 0
+    assert json.loads(read_header(out).attrs["crsnn_encode"])["cochlea"]["ear_highpass_hz"] == 500.0
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        main(["encode", str(wavs), "--out", str(tmp_path / "x.h5"), "--ear-highpass", "-1"])
+    assert e.value.code == 2 and "--ear-highpass: expected a number in [0, 4000]" in capsys.readouterr().err

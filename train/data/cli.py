@@ -69,7 +69,8 @@ def _encode(args: argparse.Namespace) -> int:
     level = None if args.keep_level else args.level_db
     test = None if args.test_speakers is None else args.test_speakers.split(",")
     trim = None if args.no_trim else args.trim_db
-    params = CochleaParams(equalize_power=args.equalize, fibre_offsets_db=tuple(args.fibres))
+    params = CochleaParams(equalize_power=args.equalize, fibre_offsets_db=tuple(args.fibres),
+                           ear_highpass_hz=args.ear_highpass)
     s = encode_folder(args.wav_dir, args.out, seed=args.seed, params=params, level_db=level,
                       max_duration=args.max_duration, trim_db=trim, workers=args.workers, progress=not args.quiet,
                       label_pattern=args.label_pattern, speaker_pattern=args.speaker_pattern,
@@ -162,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cut leading/trailing silence: keep from the first to the last 10-ms frame within DB "
                         "of the loudest one, plus 20 ms each side")
     e.add_argument("--no-trim", action="store_true", help="keep every sample (no silence cut)")
+    e.add_argument("--ear-highpass", type=float_range(0, 4000), default=0.0, metavar="HZ",
+                   help="outer/middle-ear stage: a first-order high-pass at HZ before the level normalisation "
+                        "(0: off)")
     e.add_argument("--fibres", type=db_offsets, default=[0.0], metavar="DB[,DB...]",
                    help="fibre classes: each channel's rate threshold is raised by these offsets (dB) in turn "
                         "along the channels, e.g. 0,20,40 (three classes of staggered thresholds at each place, as "
