@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-all bench docs clean
+.PHONY: setup demo test test-all bench docs tutorials clean
 
 setup:
 	@bash scripts/setup.sh
@@ -22,6 +22,11 @@ docs: setup
 	$(PY) scripts/docs_options.py pages docs/commands
 	$(PY) scripts/docs_options.py check
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
+
+# Run every tutorial (docs/tutorials/*.py) and rewrite its page, output and plots included; the
+# pages are tracked, so `make docs` does not run them (tests/test_tutorials.py does).
+tutorials: setup
+	$(PY) scripts/tutorials.py
 
 # The FSDD recordings (real speech, not shipped): `make bench FSDD_RECORDINGS=DIR` names their folder.
 FSDD_RECORDINGS ?= data/fsdd/recordings
