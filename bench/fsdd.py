@@ -37,6 +37,7 @@ import argparse
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -75,12 +76,13 @@ def speakers_in(recordings: Path) -> list[str]:
     return sorted(names)
 
 
-def encode_all(recordings: Path, folder: Path) -> Path:
-    """Every recording encoded once (``all.h5``, with the speakers), on first use."""
+def encode_all(recordings: Path, folder: Path, options: list[str]) -> Path:
+    """Every recording encoded once with the ``crsnn-data encode`` ``options`` (``all.h5``, with
+    the speakers), on first use."""
     path = folder / "all.h5"
     if not path.exists():
         subprocess.run([sys.executable, "-m", "crsnn.train.data.cli", "encode", str(recordings), "--out", str(path),
-                        "--label-pattern", LABEL_PATTERN, "--speaker-pattern", SPEAKER_PATTERN, *ENCODE_OPTIONS,
+                        "--label-pattern", LABEL_PATTERN, "--speaker-pattern", SPEAKER_PATTERN, *options,
                         "--quiet"], check=True)
     return path
 
@@ -157,7 +159,7 @@ def kept_rows(args, common: list[str], speakers: list[str]) -> dict:
         return {}
     old = json.loads(path.read_text())
     same = (old.get("recipe") == args.recipe and old.get("recipe_values") == recipe_values(args.recipe)
-            and old.get("train_args") == common and old.get("encode_options") == ENCODE_OPTIONS
+            and old.get("train_args") == common and old.get("encode_options") == args.encode
             and old.get("speakers") == speakers)
     if not same:
         print(f"--keep-rows: {path.name} was made with other options or folds; its rows are not kept")
@@ -176,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--recipe", default="fsdd")
     ap.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
                     help="further crsnn-train options for every run (must come last)")
+    ap.add_argument("--encode", type=shlex.split, default=ENCODE_OPTIONS, metavar='"OPTIONS"',
+                    help="crsnn-data encode options of the folds (default: %(default)s)")
     ap.add_argument("--jobs", type=int, default=2, help="trainings run in parallel (one torch thread each)")
     ap.add_argument("--tag", default="fsdd", help="name of the JSON result and of the run folder")
     ap.add_argument("--no-plots", dest="plots", action="store_false")
@@ -187,8 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("give --recordings FOLDER (or set FSDD_RECORDINGS) with the FSDD WAV files")
 
     speakers = args.speakers or speakers_in(args.recordings)
-    data_root = WORK / "fsdd" / "folds" / "_".join(o.lstrip("-") for o in ENCODE_OPTIONS)
-    encoded = encode_all(args.recordings, data_root)
+    data_root = WORK / "fsdd" / "folds" / "_".join(o.lstrip("-") for o in args.encode)
+    encoded = encode_all(args.recordings, data_root, args.encode)
     folds = {s: split_fold(encoded, s, data_root / s) for s in speakers}
     common = ["--recipe", args.recipe, "--threads", "1", "--no-progress", *args.extra]
     if args.epochs:
@@ -235,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
                                               init_range=(init[1], init[2]) if init[0] == "uniform" else None))
     write_result(args.tag, {"speakers": speakers, "recipe": args.recipe, "recipe_values": recipe_values(args.recipe),
                             "train_args": common,
-                            "encode_options": ENCODE_OPTIONS, "variants": {v: VARIANTS[v] for v in rows},
+                            "encode_options": args.encode, "variants": {v: VARIANTS[v] for v in rows},
                             "rows": rows, "plots": plots})
     return 0
 

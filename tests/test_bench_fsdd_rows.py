@@ -53,10 +53,10 @@ def _write_result(folder: Path, **changes) -> None:
 def test_kept_rows_only_from_a_comparable_result(tmp_path, monkeypatch, change, kept):
     monkeypatch.setattr(_common, "RESULTS", tmp_path)
     _write_result(tmp_path, **change)
-    args = Namespace(tag="fsdd", recipe="fsdd", models=["crsnn"])
+    args = Namespace(tag="fsdd", recipe="fsdd", models=["crsnn"], encode=fsdd.ENCODE_OPTIONS)
     assert set(fsdd.kept_rows(args, ["--recipe", "fsdd"], ["a", "b"])) == kept
 
 
 def test_kept_rows_without_an_earlier_result(tmp_path, monkeypatch):
     monkeypatch.setattr(_common, "RESULTS", tmp_path)
-    assert fsdd.kept_rows(Namespace(tag="fsdd", recipe="fsdd", models=["crsnn"]), [], ["a"]) == {}
+    assert fsdd.kept_rows(Namespace(tag="fsdd", recipe="fsdd", models=["crsnn"], encode=fsdd.ENCODE_OPTIONS), [], ["a"]) == {}
