@@ -8,7 +8,7 @@ A tutorial is a Python script: ``# %%`` starts a code cell, ``# %% [markdown]`` 
 whose lines are comments (``# text``). It opens as a notebook in Jupyter with jupytext, and runs
 as a plain script (``python docs/tutorials/NAME.py``). Here every code cell runs in one namespace
 in a fresh process per tutorial, with the working directory set to a scratch folder
-(``CRSNN_TUTORIAL_DIR``), matplotlib's Agg backend, and ``CRSNN_TUTORIAL_SMALL=1`` unless set;
+(``CRSNN_TUTORIAL_DIR``, shown as ``WORK`` in the pages), matplotlib's Agg backend, and ``CRSNN_TUTORIAL_SMALL=1`` unless set;
 after each cell its standard output is kept and every open figure is saved as a PNG and closed.
 A failing cell (an ``assert`` of the tutorial included) fails the run: exit status 1, no page.
 Nothing here needs Jupyter or a network connection.
@@ -108,7 +108,7 @@ def _execute(script: Path, page: Path, workdir: Path) -> float:
                 except Exception:
                     sys.__stderr__.write(buf.getvalue())
                     raise
-            text = buf.getvalue().rstrip()
+            text = buf.getvalue().rstrip().replace(str(workdir), "WORK")  # no scratch paths in pages
             if text:
                 out += ["```text", text, "```", ""]
             for num in plt.get_fignums():
