@@ -128,3 +128,16 @@ def test_ear_option_is_recorded_and_checked(tmp_path: Path, capsys: pytest.Captu
     with pytest.raises(SystemExit) as e:
         main(["encode", str(wavs), "--out", str(tmp_path / "x.h5"), "--ear-highpass", "-1"])
     assert e.value.code == 2 and "--ear-highpass: expected a number in [0, 4000]" in capsys.readouterr().err
+
+
+def test_recordings_are_equalised_by_default_and_the_plain_cochlea_is_one_option_away(tmp_path: Path) -> None:
+    from crsnn.train.data.encode import encode_folder
+
+    wavs = _fsdd_like(tmp_path / "wavs", digits=(0, 1), speakers=("ann",), per=1)
+    common = ["--label-pattern", LABEL, "--workers", "1", "--quiet"]
+    assert main(["encode", str(wavs), "--out", str(tmp_path / "default.h5"), *common]) == 0
+    assert json.loads(read_header(tmp_path / "default.h5").attrs["crsnn_encode"])["cochlea"]["equalize_power"] == 0.5
+    assert main(["encode", str(wavs), "--out", str(tmp_path / "plain.h5"), "--equalize", "0", *common]) == 0
+    encode_folder(wavs, tmp_path / "api.h5", params=CochleaParams(), workers=1, progress=False, label_pattern=LABEL)
+    assert (tmp_path / "plain.h5").read_bytes() == (tmp_path / "api.h5").read_bytes()
+    assert (tmp_path / "plain.h5").read_bytes() != (tmp_path / "default.h5").read_bytes()

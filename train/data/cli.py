@@ -127,6 +127,8 @@ def _baseline(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .encode import RECORDINGS_FRONT_END
+
     p = CommandParser(prog="crsnn-data", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -170,10 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fibre classes: each channel's rate threshold is raised by these offsets (dB) in turn "
                         "along the channels, e.g. 0,20,40 (three classes of staggered thresholds at each place, as "
                         "the auditory nerve's high-, medium- and low-spontaneous-rate fibres); 0: one class")
-    e.add_argument("--equalize", type=float_range(0, 1), default=0.0, metavar="POWER",
+    e.add_argument("--equalize", type=float_range(0, 1), default=RECORDINGS_FRONT_END.equalize_power, metavar="POWER",
                    help="per-recording channel equalisation: scale each cochlea channel's rates by "
                         "(mean over active channels / its own mean) ** POWER, gain at most 5 ** POWER "
-                        "(0: off; 0.5: recommended for speakers the network has not heard)")
+                        "(0: off, the plain cochlea as SHD's; default 0.5: for voices and microphones the network "
+                        "has not heard)")
     e.add_argument("--max-duration", type=positive_float, default=None, help="seconds kept per file (default: all)")
     e.add_argument("--workers", type=positive_int, default=None, help="processes (default: CPU count, at most 8)")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
