@@ -620,14 +620,24 @@ def equalize_rates(rate: np.ndarray, first: np.ndarray, params: CochleaParams = 
     power = float(params.equalize_power)
     if power == 0.0 or rate.size == 0:
         return rate
-    totals = np.add.reduceat(rate.astype(np.float64), first)
+    r64 = rate.astype(np.float64)
+    totals = np.add.reduceat(r64, first)
     active = totals > 0
     if not active.any():
         return rate
     mean = totals[active].mean()
     gain = (mean / np.maximum(totals, params.equalize_floor * mean)) ** power
-    counts = np.diff(np.r_[first, rate.size])
-    return (rate * np.repeat(gain, counts)).astype(np.float32)
+    # in float64 and in place: the same numbers as rate * gain, without numpy's slow mixed-type loop
+    r64 *= np.repeat(gain, np.diff(np.r_[first, rate.size]))
+    return r64.astype(np.float32)
+
+
+@lru_cache(maxsize=8)
+def _thresholds(params: CochleaParams) -> tuple[np.ndarray, bool]:
+    """:func:`channel_thresholds` (read-only) and whether they are all the same (one class)."""
+    thr = channel_thresholds(params)
+    thr.setflags(write=False)
+    return thr, len(set(params.fibre_offsets_db)) == 1
 
 
 def channel_thresholds(params: CochleaParams = CochleaParams()) -> np.ndarray:
@@ -647,8 +657,8 @@ def _rates_of_rows(env: np.ndarray, rows: int, params: CochleaParams, first: int
     (int64, increasing: by row, then by sample) and their float32 rates (>= 0: some round to
     0 Hz). The rest is done in these blocks only (a third of the rows' blocks for speech)."""
     n_blocks = env.shape[0] // rows
-    thr = channel_thresholds(params)[first: first + rows]
-    uniform = bool(np.all(thr == thr[0]))
+    thr, uniform = _thresholds(params)
+    thr = thr[first: first + rows]
     above = env > (np.float32(thr[0]) if uniform else np.repeat(thr.astype(np.float32), n_blocks)[:, None])
     idx = np.flatnonzero(_any_per_block(above))
     env, above = env[idx], above[idx]
