@@ -42,6 +42,7 @@ bench: setup  # every figure of the results table (docs/results.md); about 3 hou
 	$(PY) bench/gap_defaults.py --jobs 2
 	$(PY) bench/train_speed.py --models crsnn dcls --hidden 128 128 --repeat 2 --name dcls_speed
 	$(PY) bench/dcls_accuracy.py --jobs 2
+	FSDD_RECORDINGS=$(FSDD_RECORDINGS) $(PY) bench/encoder_probe.py --encoding 'default=' --encoding 'plain=--equalize 0' --encoding 'ear=--equalize 0 --ear-highpass 500' --encoding 'fibres=--equalize 0 --fibres 0,20,40'
 	FSDD_RECORDINGS=$(FSDD_RECORDINGS) $(PY) bench/fsdd.py --models crsnn crsnn-frozen crsnn-nodelay delrec --seeds 0 1 2 --jobs 2
 	FSDD_RECORDINGS=$(FSDD_RECORDINGS) $(PY) bench/fsdd.py --models ff dcls dcls-frozen crsnn-dcls --seeds 0 --keep-rows --jobs 2
 	$(PY) bench/results_table.py --docs

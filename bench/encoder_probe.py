@@ -50,10 +50,18 @@ DT = 0.01
 N_MELS = 20
 
 
+#: The code an encoding depends on: a cached encoding is reused only while these are unchanged.
+ENCODER_SOURCES = ("train/data/cochlea.py", "train/data/encode.py", "train/data/cli.py", "train/data/layout.py")
+
+
 def encoded_file(recordings: Path, options: str, root: Path) -> Path:
     """All recordings encoded by ``crsnn-data encode RECORDINGS --out FILE OPTIONS`` (cached by
-    the options' text)."""
-    key = hashlib.sha256(options.encode()).hexdigest()[:12]
+    the options' text, the recordings' folder and the encoder's source code, so that a changed
+    default or stage is never read from an old file)."""
+    h = hashlib.sha256(f"{options}\0{recordings.resolve()}".encode())
+    for name in ENCODER_SOURCES:
+        h.update((REPO / name).read_bytes())
+    key = h.hexdigest()[:12]
     out = root / f"{key}.h5"
     if not out.exists():
         cmd = [sys.executable, "-m", "crsnn.train.data.cli", "encode", str(recordings), "--out", str(out),
