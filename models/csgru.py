@@ -32,7 +32,7 @@ Recurrent dropout is not applied to CS-GRU layers.
 
 Implementation: a Python loop over time with autograd; the delayed spikes wait in a ring of the
 next ``L`` steps' arrivals, ``(L, N, B)``, updated out of place each step (a dense buffer: simple
-and differentiable, not the fastest form; see the notes on speed in the README).
+and differentiable, not the fastest form; see the notes on speed in docs/training.md).
 """
 
 from __future__ import annotations

@@ -331,8 +331,8 @@ def kernel_lr_scale(n: int, k: int) -> float:
     about ``sqrt(n) * lr`` per update (independent signs); a CRSNN neuron's is a sum over the ``k``
     kernel taps only, ``sqrt(k) * lr``. Without the multiplier the kernel trains ``sqrt(n / k)``
     times slower than the recurrence it replaces (4.6x at n = 64, k = 3): on the gap-timing task
-    the recurrence then stays too weak to carry the delayed spikes (see README, "Training
-    defaults"). With it, both recurrences can change their input to a neuron at the same pace.
+    the recurrence then stays too weak to carry the delayed spikes (see docs/training.md,
+    "Defaults that learn"). With it, both recurrences can change their input to a neuron at the same pace.
     """
     return math.sqrt(max(1, int(n)) / max(1, int(k)))
 
