@@ -20,10 +20,12 @@ Stages (per channel ``c``):
    places, :func:`channel_thresholds`; one class by default), divisive adaptation
    ``d / (1 + k * m)`` where ``m`` is ``d`` low-passed with time constant ``adapt_tau_s``.
 4. Firing rate ``rate_cap * tanh(gain * d / rate_cap)`` in Hz (soft cap).
-4b. Optional, off by default (``equalize_power = 0``): per-recording channel equalisation
-   (:func:`equalize_rates`), a gain per channel that pulls each channel's mean rate over the
-   recording towards the mean of the active channels. It removes most of the recording's long-term
-   spectrum (the voice's and the microphone's colour) and keeps each channel's time course.
+4b. Per-recording channel equalisation (:func:`equalize_rates`; ``equalize_power``, 0 here as in
+   SHD's cochlea, 0.5 in ``crsnn-data encode``'s front end for recordings,
+   :data:`crsnn.train.data.encode.RECORDINGS_FRONT_END`), a gain per channel that pulls each
+   channel's mean rate over the recording towards the mean of the active channels. It removes most
+   of the recording's long-term spectrum (the voice's and the microphone's colour) and keeps each
+   channel's time course. Its gains need the whole recording: a clip's stage, not a stream's.
 5. A renewal process (gamma-distributed inter-spike intervals of shape ``isi_shape`` in the
    rate-rescaled time) gives the spike times. Stages 3-5 visit only the (channel, sample)
    entries above the threshold (:class:`SparseRates`).
@@ -64,6 +66,16 @@ class CochleaParams:
     lowpass_hz: float = 1000.0
     compress_power: float = 0.4
     reference: float = 0.02
+    adapt_tau_s: float = 0.05
+    adapt_strength: float = 0.5
+    gain_hz: float = 200.0
+    rate_cap_hz: float = 300.0
+    isi_shape: float = 2.0
+    # per-recording channel equalisation (stage 4b): 0 = off
+    equalize_power: float = 0.0
+    equalize_floor: float = 0.2
+    # a channel is filtered at the lowest rate fs/2^k with cf <= tier_ratio * rate
+    tier_ratio: float = 0.3
     # fibre classes: channel c's threshold is reference * 10 ** (fibre_offsets_db[c % K] / 20)
     fibre_offsets_db: tuple = (0.0,)
     # outer/middle ear (stage 0): first-order high-pass corner in Hz; 0 = off
@@ -77,16 +89,6 @@ class CochleaParams:
         object.__setattr__(self, "fibre_offsets_db", offsets)
         if not 0.0 <= float(self.ear_highpass_hz) <= 4000.0:
             raise ValueError(f"ear_highpass_hz must be in [0, 4000] Hz, got {self.ear_highpass_hz}")
-    adapt_tau_s: float = 0.05
-    adapt_strength: float = 0.5
-    gain_hz: float = 200.0
-    rate_cap_hz: float = 300.0
-    isi_shape: float = 2.0
-    # per-recording channel equalisation (stage 4b): 0 = off
-    equalize_power: float = 0.0
-    equalize_floor: float = 0.2
-    # a channel is filtered at the lowest rate fs/2^k with cf <= tier_ratio * rate
-    tier_ratio: float = 0.3
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -885,9 +887,9 @@ def middle_ear(audio: np.ndarray, fs: float, params: CochleaParams = CochleaPara
     ``params.ear_highpass_hz`` Hz (6 dB per octave below it), float64 ``(n,)``; the audio as it is
     when the corner is 0.
 
-    The middle ear passes little below ~500 Hz. Below that lies the voice's fundamental (100-250
-    Hz), which says who speaks rather than what is said, and the microphone's low end, which
-    differs most between recordings; on the cochlea's logarithmic frequency map a quarter of the
+    The middle ear attenuates low frequencies. Down there lie the voice's fundamental (100-250 Hz),
+    which says who speaks rather than what is said, and the microphone's low end, which differs
+    most between recordings; on the cochlea's logarithmic frequency map a quarter of the
     channels of an 8 kHz recording sit there. Applied before the level normalisation, so that the
     level is that of what the ear passes. Causal, with one state value: a stream can run it
     chunk by chunk (``scipy.signal.lfilter`` with ``zi``).
