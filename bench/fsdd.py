@@ -13,7 +13,8 @@ last quarter of the epochs):
 - ``dcls``: no recurrence, one learned delay per feedforward synapse (0..25 steps);
 - ``dcls-frozen``: the same random initial synaptic delays, never updated;
 - ``crsnn-dcls``: both: learned synaptic delays on the feedforward connections and the CRSNN's conv
-  recurrence with learned axonal delays.
+  recurrence with learned axonal delays;
+- ``csgru``: convolutional spiking GRU cells with learned axonal delays in both layers.
 
 The recordings are encoded once (``crsnn-data encode``, into ``runs/bench/fsdd/folds/<encode
 options>/all.h5``) and each fold is split from that file (``crsnn-data split --test-speakers S``,
@@ -61,11 +62,12 @@ VARIANTS = {
     "dcls": ["--model", "dcls", "--recurrent-layers", "none"],
     "dcls-frozen": ["--model", "dcls", "--recurrent-layers", "none", "--lr-delay", "0"],
     "crsnn-dcls": ["--model", "dcls", "--recurrent-layers", "all"],
+    "csgru": ["--model", "csgru"],
 }
 NAMES = {"crsnn": "CRSNN", "crsnn-frozen": "CRSNN, frozen random delays", "crsnn-nodelay": "CRSNN, no delays",
          "delrec": "DelRec", "ff": "feedforward", "dcls": "DCLS-style synaptic delays",
          "dcls-frozen": "synaptic delays frozen at random",
-         "crsnn-dcls": "CRSNN + synaptic delays"}
+         "crsnn-dcls": "CRSNN + synaptic delays", "csgru": "CS-GRU (both layers)"}
 
 
 def speakers_in(recordings: Path) -> list[str]:
