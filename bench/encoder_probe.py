@@ -74,7 +74,8 @@ def encoded_file(recordings: Path, options: str, root: Path) -> Path:
 
 
 def spike_features(path: Path, channel_group: int, max_time: float) -> tuple[np.ndarray, ...]:
-    """``(features (n, groups, steps) float32, labels, speakers, speaker names)`` of a spike file:
+    """``(features (n, groups, steps) float32, labels, speakers, speaker names, recording names)``
+    of a spike file encoded with speakers:
     log(1 + count) per channel group and 10-ms bin."""
     from crsnn.train.data.layout import SHD_CHANNELS, iter_spikes, read_header
 
@@ -88,7 +89,8 @@ def spike_features(path: Path, channel_group: int, max_time: float) -> tuple[np.
             keep = b < steps
             np.add.at(x[i0 + k], (u[keep] // channel_group, b[keep]), 1.0)
     names = json.loads(head.attrs["speaker_names"])
-    return np.log1p(x), head.labels, head.speakers, names
+    files = json.loads(head.attrs["crsnn_encode"])["files"]
+    return np.log1p(x), head.labels, head.speakers, names, files
 
 
 def logmel_features(recordings: Path, files: list[str], max_time: float, trim_db: float = 20.0,
@@ -238,10 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, options in encodings.items():
         print(f"{name}: crsnn-data encode {options}", flush=True)
         path = encoded_file(args.recordings, options, root)
-        x, labels, speakers, names = spike_features(path, args.channel_group, args.max_time)
-        from crsnn.train.data.layout import read_header
-
-        files = json.loads(read_header(path).attrs["crsnn_encode"])["files"]
+        x, labels, speakers, names, files = spike_features(path, args.channel_group, args.max_time)
         t0 = time.perf_counter()
         results[name] = {"options": options, **probe(x, labels, speakers, names, args.seeds, name)}
         results[name]["seconds"] = time.perf_counter() - t0
