@@ -256,11 +256,13 @@ def test_band_limited_input_against_the_48khz_reference(kind: str) -> None:
     assert np.corrcoef(counts, counts_ref)[0, 1] > 0.97
 
 
-@pytest.mark.parametrize("power", [0.0, 0.5])
-def test_encode_equals_the_public_stages(power: float) -> None:
+@pytest.mark.parametrize("params", [CochleaParams(), CochleaParams(equalize_power=0.5),
+                                    CochleaParams(fibre_offsets_db=(0.0, 10.0, 20.0))],
+                         ids=["plain", "equalised", "fibre-classes"])
+def test_encode_equals_the_public_stages(params: CochleaParams) -> None:
     """encode() skips the work where no rate can be non-zero; its spikes are those of the stages
-    run in full (with and without the channel equalisation)."""
-    params = CochleaParams(equalize_power=power)
+    run in full (with and without the channel equalisation, with fibre classes of staggered
+    thresholds)."""
     for kind in ("noise", "chirp"):
         x = _band_limited(kind)
         x[:200] += 0.5  # a sudden start

@@ -1,6 +1,6 @@
 """The cochlea's optional stages: fibre classes of staggered thresholds in the rate stage
 (``crsnn-data encode --fibres``: each channel's threshold, the rates against the dense reference
-channel by channel, encode() against the public stages) and the outer/middle-ear high-pass
+channel by channel; encode() against the public stages is in test_data_encode.py) and the outer/middle-ear high-pass
 (``--ear-highpass``: its response, causality, its place before the level normalisation); the
 options' provenance and ranges."""
 
@@ -47,16 +47,6 @@ def test_rates_match_the_dense_reference_class_by_class() -> None:
     # the higher the threshold, the fewer entries
     active = [(got[k::3] > 0).mean() for k in range(3)]
     assert active[0] > active[1] > active[2] > 0
-
-
-def test_encode_equals_the_public_stages_with_fibres() -> None:
-    x = _band_limited("chirp")
-    t, u = encode(x, 8000.0, seed=np.random.default_rng(5), params=FIBRES, level_db=None)
-    t_ref, u_ref = renewal_spikes(sparse_rates(envelopes(x, FIBRES, 8000.0), FIBRES), FIBRES.env_fs_hz,
-                                  np.random.default_rng(5), FIBRES.isi_shape)
-    assert t.size > 300
-    np.testing.assert_array_equal(u, u_ref)
-    np.testing.assert_allclose(t, t_ref, rtol=0, atol=1e-9)
 
 
 def test_fibres_option_is_recorded_and_checked(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
